@@ -1,0 +1,141 @@
+"""Checks used by the visible and hidden tests of the exercises.
+
+A failing check raises :class:`CheckFailed` (an ``AssertionError``) whose
+message says *what* is wrong: which output, its shape, the relative error
+(:func:`cnnbook.gradcheck.rel_error`) and where the worst element is. Students
+never see a bare ``AssertionError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..gradcheck import tolerance, worst_element
+
+__all__ = ["CheckFailed", "ForbiddenCall", "check_close", "check_shape", "forbid_calls", "DEFAULT_FORBIDDEN"]
+
+
+class CheckFailed(AssertionError):
+    """A check in an exercise failed; the message explains why."""
+
+
+class ForbiddenCall(CheckFailed):
+    """The solution called a function the task asks the student to write themselves."""
+
+
+def _as_array(name: str, value) -> np.ndarray:
+    if value is None:
+        raise CheckFailed(f"{name}: the function returned None; did you forget `return`?")
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # noqa: BLE001 - any conversion failure is the student's to see
+        raise CheckFailed(f"{name}: could not turn the result into an array ({error})") from None
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise CheckFailed(f"{name}: expected a numeric array, got {type(value).__name__} with dtype {array.dtype}")
+    return array
+
+
+def check_shape(name: str, actual, expected_shape: tuple[int, ...]) -> None:
+    """Raise :class:`CheckFailed` unless ``actual`` has ``expected_shape``."""
+    array = _as_array(name, actual)
+    if tuple(array.shape) != tuple(expected_shape):
+        raise CheckFailed(f"{name}: expected shape {tuple(expected_shape)}, got {tuple(array.shape)}")
+
+
+def check_close(name: str, actual, expected, tol: float | None = None, hint: str = "") -> float:
+    """Compare ``actual`` with ``expected``; return the relative error, or raise :class:`CheckFailed`.
+
+    The tolerance defaults to :data:`cnnbook.gradcheck.TOLERANCE` for float64.
+    ``hint`` is appended to the message (for example "did you flip the kernel?").
+    """
+    actual_array = _as_array(name, actual)
+    expected_array = np.asarray(expected, dtype=np.float64)
+    check_shape(name, actual_array, expected_array.shape)
+    tol = tolerance("float64") if tol is None else tol
+    report = worst_element(actual_array, expected_array)
+    if not report.error <= tol:
+        message = f"{name}: {report} (tolerance {tol:g})"
+        if hint:
+            message += f". Hint: {hint}"
+        raise CheckFailed(message)
+    return report.error
+
+
+#: What an exercise that asks for a convolution or pooling may not call.
+DEFAULT_FORBIDDEN = (
+    "numpy.convolve",
+    "numpy.correlate",
+    "scipy.signal.convolve",
+    "scipy.signal.correlate",
+    "scipy.signal.convolve2d",
+    "scipy.signal.correlate2d",
+    "scipy.ndimage.convolve",
+    "scipy.ndimage.correlate",
+    "torch.conv1d",
+    "torch.conv2d",
+    "torch.nn.functional.conv1d",
+    "torch.nn.functional.conv2d",
+    "torch.nn.functional.max_pool2d",
+    "torch.nn.functional.avg_pool2d",
+    "torch.nn.functional.batch_norm",
+    "torch.nn.functional.layer_norm",
+    "torch.nn.functional.dropout",
+)
+
+
+def _targets(dotted: str) -> list[tuple[object, str]]:
+    """(owner, attribute) pairs to replace for one forbidden name.
+
+    A module name stands for every public function in it; anything else is
+    ``module.attribute``. Names whose module is not installed give nothing.
+    """
+    try:
+        module = importlib.import_module(dotted)
+    except ImportError:
+        module = None
+    if module is not None:
+        public = getattr(module, "__all__", [name for name in dir(module) if not name.startswith("_")])
+        return [
+            (module, name)
+            for name in public
+            if callable(getattr(module, name, None)) and not isinstance(getattr(module, name), type)
+        ]
+    module_name, _, attribute = dotted.rpartition(".")
+    try:
+        owner = importlib.import_module(module_name)
+    except ImportError:
+        return []
+    return [(owner, attribute)] if hasattr(owner, attribute) else []
+
+
+@contextlib.contextmanager
+def forbid_calls(names: Iterable[str] = DEFAULT_FORBIDDEN, task: str = "this task") -> Iterator[None]:
+    """Within the block, calling any of ``names`` raises :class:`ForbiddenCall`.
+
+    names: dotted names such as ``"numpy.convolve"``, or a module such as
+    ``"cnnbook.reference"`` (every public function in it is replaced).
+    Modules that are not installed are skipped. Everything is restored on exit.
+    """
+    patched: list[tuple[object, str, object]] = []
+
+    def make_trap(dotted: str) -> Callable:
+        def trap(*args, **kwargs):
+            raise ForbiddenCall(f"{task} asks you to write this yourself, but your code called {dotted}")
+
+        return trap
+
+    try:
+        for dotted in names:
+            for owner, attribute in _targets(dotted):
+                patched.append((owner, attribute, getattr(owner, attribute)))
+                setattr(owner, attribute, make_trap(f"{getattr(owner, '__name__', owner)}.{attribute}"))
+        yield
+    finally:
+        for owner, attribute, original in reversed(patched):
+            setattr(owner, attribute, original)

@@ -1,0 +1,73 @@
+"""The one relative-error definition, the numeric gradient and the exercise check helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnnbook.gradcheck import TOLERANCE, check_gradient, numeric_gradient, rel_error, tolerance, worst_element
+from cnnbook.grading import CheckFailed, ForbiddenCall, check_close, check_shape, forbid_calls
+
+
+def test_rel_error_basics():
+    assert rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert rel_error(np.zeros(3), np.zeros(3)) == 0.0
+    # max |a - b| = 0.5, largest magnitude = 4
+    assert rel_error([1.0, 4.0], [1.5, 4.0]) == pytest.approx(0.125)
+    assert rel_error(np.zeros(2), [0.0, 1e-3]) == pytest.approx(1.0)
+    assert rel_error(torch.tensor([2.0]), np.array([1.0])) == pytest.approx(0.5)
+    assert rel_error([np.nan], [1.0]) == float("inf")
+
+
+def test_rel_error_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"\(2,\) vs \(3,\)"):
+        rel_error(np.zeros(2), np.zeros(3))
+
+
+def test_tolerance_is_defined_once():
+    assert tolerance(np.float64) == TOLERANCE["float64"] == tolerance(torch.float64)
+    assert tolerance("float32") == TOLERANCE["float32"] == tolerance(torch.float32)
+    with pytest.raises(ValueError, match="no tolerance"):
+        tolerance(np.int8)
+
+
+def test_worst_element_points_at_the_largest_difference():
+    expected = np.zeros((2, 3))
+    actual = expected.copy()
+    actual[1, 2] = 0.5
+    actual[0, 0] = 0.1
+    report = worst_element(actual, expected)
+    assert report.index == (1, 2) and report.actual == 0.5 and report.expected == 0.0
+    assert "(1, 2)" in str(report)
+
+
+def test_numeric_gradient_of_a_known_function():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4))
+    dout = rng.standard_normal((3, 4))
+    # d/dx sum(sin(x) * dout) = cos(x) * dout, derived by hand.
+    check_gradient("sin", np.cos(x) * dout, numeric_gradient(np.sin, x, dout))
+    with pytest.raises(AssertionError, match="gradient wrong: relative error"):
+        check_gradient("wrong", np.sin(x) * dout, numeric_gradient(np.sin, x, dout))
+
+
+def test_check_close_messages_say_what_is_wrong():
+    check_close("ok", [1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(CheckFailed, match=r"f\(x\): relative error 0\.5.*index \(1,\).*got 1.*expected 2.*Hint: flip"):
+        check_close("f(x)", [1.0, 1.0], [1.0, 2.0], hint="flip")
+    with pytest.raises(CheckFailed, match=r"expected shape \(3,\), got \(2,\)"):
+        check_close("f(x)", [1.0, 1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(CheckFailed, match="returned None"):
+        check_shape("f(x)", None, (1,))
+
+
+def test_forbid_calls_traps_and_restores():
+    original = np.convolve
+    with forbid_calls(["numpy.convolve", "cnnbook.reference"], task="conv"):
+        with pytest.raises(ForbiddenCall, match="numpy.convolve"):
+            np.convolve([1, 2], [1])
+        import cnnbook.reference as reference
+
+        with pytest.raises(ForbiddenCall, match="cnnbook.reference.correlate1d"):
+            reference.correlate1d([1, 2], [1])
+    assert np.convolve is original
+    np.testing.assert_array_equal(np.convolve([1, 2], [1]), [1, 2])
