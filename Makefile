@@ -5,10 +5,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Tools called by name from inside (nbgrader runs `alembic`) come from the venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Jupyter Book 1.x; -W turns every Sphinx warning into an error, -n checks every reference.
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help venv book test exercises clean-book clean
+.PHONY: help venv system-packages book test exercises clean-book clean
 
 help:
 	@echo "make book       build the HTML book into _build/html (every chapter executed, cached)"
@@ -29,7 +31,11 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --builder html $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
-test: $(STAMP)
+# Debian packages some tests need (browser, database, sandbox): installed when missing.
+system-packages:
+	@bash tools/install-system-packages.sh
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
 exercises: $(STAMP)

@@ -1,0 +1,160 @@
+"""Training loops: seeding, device selection, fit/evaluate with progress bars, history plots.
+
+The loops are deliberately plain (one function each) so a chapter can show
+them. ``fit`` works with any ``nn.Module``, optimizer and (optional) scheduler,
+on the CPU or on CUDA: the caller picks the device, the loop moves each batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["seed_everything", "default_device", "History", "evaluate", "fit", "predict"]
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and ask cuDNN for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def default_device() -> torch.device:
+    """CUDA when PyTorch sees a GPU, otherwise the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class History:
+    """Per-epoch metrics recorded by :func:`fit`."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+    def plot(self, title: str = ""):
+        """Loss and accuracy curves side by side; returns the matplotlib figure."""
+        import matplotlib.pyplot as plt
+
+        epochs = np.arange(1, len(self.train_loss) + 1)
+        fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+        loss_ax.plot(epochs, self.train_loss, label="train")
+        accuracy_ax.plot(epochs, self.train_accuracy, label="train")
+        if self.val_loss:
+            loss_ax.plot(epochs, self.val_loss, label="validation")
+            accuracy_ax.plot(epochs, self.val_accuracy, label="validation")
+        if self.best_epoch is not None:
+            for ax in (loss_ax, accuracy_ax):
+                ax.axvline(self.best_epoch + 1, color="grey", linestyle=":", label="best epoch")
+        loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+        accuracy_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+        for ax in (loss_ax, accuracy_ax):
+            ax.legend()
+            ax.grid(alpha=0.3)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        return fig
+
+
+def _run_epoch(model, loader, device, loss_fn, optimizer=None) -> tuple[float, float]:
+    training = optimizer is not None
+    model.train(training)
+    total_loss, correct, count = 0.0, 0, 0
+    with torch.set_grad_enabled(training):
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total_loss += loss.item() * len(labels)
+            correct += (logits.argmax(dim=1) == labels).sum().item()
+            count += len(labels)
+    return total_loss / count, correct / count
+
+
+def evaluate(model: nn.Module, loader, device=None, loss_fn=None) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` over ``loader`` (eval mode, no gradients)."""
+    device = device or next(model.parameters()).device
+    return _run_epoch(model, loader, device, loss_fn or nn.CrossEntropyLoss())
+
+
+def fit(
+    model: nn.Module,
+    train_loader,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    val_loader=None,
+    scheduler=None,
+    device=None,
+    loss_fn=None,
+    patience: int | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> History:
+    """Train ``model`` for up to ``epochs`` epochs; return the :class:`History`.
+
+    scheduler: stepped once per epoch. patience: stop early when the validation
+    loss has not improved for this many epochs, and restore the best weights.
+    A tqdm bar shows the epoch and the latest metrics.
+    """
+    if patience is not None and val_loader is None:
+        raise ValueError("early stopping (patience) needs a val_loader")
+    device = torch.device(device) if device is not None else default_device()
+    model.to(device)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    history = History()
+    best_loss, best_state, epochs_without_improvement = float("inf"), None, 0
+    bar = tqdm(range(epochs), desc=description, disable=not progress, unit="epoch")
+    for epoch in bar:
+        history.learning_rate.append(optimizer.param_groups[0]["lr"])
+        loss, accuracy = _run_epoch(model, train_loader, device, loss_fn, optimizer)
+        history.train_loss.append(loss)
+        history.train_accuracy.append(accuracy)
+        postfix = {"loss": f"{loss:.3f}", "acc": f"{accuracy:.3f}"}
+        if val_loader is not None:
+            val_loss, val_accuracy = _run_epoch(model, val_loader, device, loss_fn)
+            history.val_loss.append(val_loss)
+            history.val_accuracy.append(val_accuracy)
+            postfix.update(val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+            if val_loss < best_loss:
+                best_loss, history.best_epoch, epochs_without_improvement = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                epochs_without_improvement += 1
+        bar.set_postfix(postfix)
+        if scheduler is not None:
+            scheduler.step()
+        if patience is not None and epochs_without_improvement >= patience:
+            break
+    if patience is not None and best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images, device=None, batch_size: int = 256) -> np.ndarray:
+    """Predicted class of each image: images (N, C, H, W) array or tensor -> (N,) int64."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    images = torch.as_tensor(np.asarray(images))
+    outputs = [model(images[i : i + batch_size].to(device)).argmax(dim=1).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(outputs).numpy()
