@@ -71,3 +71,17 @@ def test_forbid_calls_traps_and_restores():
             reference.correlate1d([1, 2], [1])
     assert np.convolve is original
     np.testing.assert_array_equal(np.convolve([1, 2], [1]), [1, 2])
+
+
+def test_numeric_gradient_when_f_returns_a_view_of_x():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3))
+    dout = rng.standard_normal(6)
+    # reshape returns a view; the gradient of sum(reshape(x) * dout) is dout reshaped.
+    check_gradient("reshape", dout.reshape(2, 3), numeric_gradient(lambda v: v.reshape(-1), x, dout))
+
+
+def test_scalars_compare_like_arrays():
+    assert rel_error(2.0, 1.0) == pytest.approx(0.5)
+    report = worst_element(np.float64(3.0), 1.0)
+    assert report.actual == 3.0 and report.expected == 1.0

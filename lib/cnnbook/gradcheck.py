@@ -43,8 +43,9 @@ def tolerance(dtype) -> float:
 
 
 def _as_float_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(_to_numpy(a), dtype=np.float64)
-    b = np.asarray(_to_numpy(b), dtype=np.float64)
+    # at least 1-D so that scalar losses can be indexed like any other array
+    a = np.atleast_1d(np.asarray(_to_numpy(a), dtype=np.float64))
+    b = np.atleast_1d(np.asarray(_to_numpy(b), dtype=np.float64))
     if a.shape != b.shape:
         raise ValueError(f"rel_error: shapes differ, {a.shape} vs {b.shape}")
     return a, b
@@ -106,7 +107,7 @@ def worst_element(actual, expected) -> ErrorReport:
     difference[np.isnan(difference)] = np.inf
     flat = int(np.argmax(difference))
     index = tuple(int(i) for i in np.unravel_index(flat, a.shape))
-    return ErrorReport(index, float(a[index]) if a.ndim else float(a), float(b[index]) if b.ndim else float(b), error)
+    return ErrorReport(index, float(a[index]), float(b[index]), error)
 
 
 def numeric_gradient(f, x: np.ndarray, dout: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -129,9 +130,11 @@ def numeric_gradient(f, x: np.ndarray, dout: np.ndarray, h: float = 1e-6) -> np.
         index = it.multi_index
         original = x[index]
         x[index] = original + h
-        plus = np.asarray(f(x), dtype=np.float64)
+        # copies: f may return a view of x (a reshape, an identity), which the
+        # next perturbation would change under our feet
+        plus = np.array(f(x), dtype=np.float64, copy=True)
         x[index] = original - h
-        minus = np.asarray(f(x), dtype=np.float64)
+        minus = np.array(f(x), dtype=np.float64, copy=True)
         x[index] = original
         if plus.shape != dout.shape:
             raise ValueError(f"numeric_gradient: f(x) has shape {plus.shape} but dout has shape {dout.shape}")
