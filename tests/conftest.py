@@ -43,3 +43,19 @@ requires_cuda = pytest.mark.skipif(not _cuda_available(), reason="no CUDA device
 def device(request) -> str:
     """Run a test on the CPU and, when one is present, on CUDA."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """The HTML book, built once a session the way the README says (`make -s book`).
+
+    Shared by test_book.py, test_site_static.py and test_site.py. The build runs
+    with -W -n (nitpicky, warnings are errors), so a warning fails it here.
+    """
+    import subprocess
+
+    from booksite import HTML, REPO
+
+    result = subprocess.run(["make", "-s", "book"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, f"make book failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    return HTML

@@ -2,45 +2,18 @@
 
 The build is incremental: chapters whose source did not change come from the
 execution cache in _build/.jupyter_cache, so this test is cheap after the first run.
-Browser-level checks of the rendered pages live in test_site.py.
+Browser-level checks of the rendered pages live in test_site.py, static checks of the
+built HTML (figures, citations, links, offline MathJax) in test_site_static.py.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-HTML = REPO / "_build" / "html"
+from booksite import HTML, REPO, toc_files  # noqa: F401  (the `built_book` fixture is in conftest.py)
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebooks]
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    return files
-
-
-@pytest.fixture(scope="session")
-def built_book() -> Path:
-    result = subprocess.run(["make", "-s", "book"], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, f"make book failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-    return HTML
 
 
 def test_every_toc_page_is_built(built_book):
