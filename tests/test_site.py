@@ -180,8 +180,8 @@ def browser():
     options.add_argument("--window-size=1366,900")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(30)
+    driver.set_page_load_timeout(180)
+    driver.set_script_timeout(120)  # generous: CI machines can be loaded
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -300,7 +300,7 @@ def test_search_finds_the_chapter_by_a_word_it_contains(site, browser, docname):
         summary = driver.find_elements("css selector", "#search-results .search-summary, #search-results p")
         return any(s.text.strip() for s in summary) and "Searching" not in driver.find_element("id", "search-results").text
 
-    WebDriverWait(browser, 20).until(finished, f"search for {word!r} did not finish")
+    WebDriverWait(browser, 90).until(finished, f"search for {word!r} did not finish")
     results = browser.execute_script(
         "return Array.from(document.querySelectorAll('#search-results ul.search li a')).map((a) => a.href);"
     )
