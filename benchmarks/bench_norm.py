@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Batch-norm speed (training mode, running statistics updated): NumPy reference, cnnbook.ops, PyTorch.
+
+Ratios to torch.nn.functional.batch_norm measured in the same process (< 1 is
+faster than PyTorch), plus the evaluation-mode forward.
+
+    python benchmarks/bench_norm.py [--quick] [--device cuda] [--threads 1|all|both] [--dtype ...]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import (  # noqa: E402
+    default_repeats,
+    describe_machine,
+    interleaved_medians,
+    milliseconds,
+    parse_args,
+    print_table,
+    ratio,
+    relaunch_per_thread_setting,
+    setup_child,
+)
+
+SHAPES = [(64, 64, 32, 32), (8, 64, 56, 56), (8, 256, 14, 14), (64, 128, 16, 16)]
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    if relaunch_per_thread_setting(args):
+        return
+    torch, threads = setup_child(args)
+    import numpy as np
+    import torch.nn.functional as F
+
+    import cnnbook.ops as ops
+    from cnnbook import reference
+
+    device, repeats = args.device, default_repeats(args)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    print(f"\n### Batch norm, {describe_machine(torch, threads, device)}; median of {repeats} interleaved rounds "
+          "after 1 warm-up")
+    rng = np.random.default_rng(0)
+    for dtype_name in args.dtype:
+        rows = []
+        for shape in SHAPES:
+            channels = shape[1]
+            x = (rng.standard_normal(shape) * 2 + 1).astype(dtype_name)
+            gamma = rng.standard_normal(channels).astype(dtype_name)
+            beta = rng.standard_normal(channels).astype(dtype_name)
+            dout = rng.standard_normal(shape).astype(dtype_name)
+            inputs = [torch.from_numpy(a).to(device).requires_grad_() for a in (x, gamma, beta)]
+            dout_t = torch.from_numpy(dout).to(device)
+
+            def stats():
+                return (torch.zeros(channels, dtype=inputs[0].dtype, device=device),
+                        torch.ones(channels, dtype=inputs[0].dtype, device=device))
+
+            implementations = {"torch": F.batch_norm, "ops": ops.batch_norm2d}
+            running = {name: stats() for name in implementations}
+            forwards, evaluations, backwards = {}, {}, {}
+            for name, fn in implementations.items():
+                forwards[name] = lambda fn=fn, r=running[name]: fn(inputs[0], *r, *inputs[1:], True)
+                evaluations[name] = lambda fn=fn, r=running[name]: fn(inputs[0].detach(), *r, *inputs[1:], False)
+                out = fn(inputs[0], *running[name], *inputs[1:], True)
+                backwards[name] = lambda o=out: torch.autograd.grad(o, inputs, dout_t, retain_graph=True)
+            if device == "cpu":
+                state = reference.BatchNormState.initial(channels, dtype=x.dtype)
+                forwards["numpy"] = lambda: reference.spatial_batchnorm_forward(x, gamma, beta, state, True)
+                evaluations["numpy"] = lambda: reference.spatial_batchnorm_forward(x, gamma, beta, state, False)
+                _, cache = reference.spatial_batchnorm_forward(x, gamma, beta, state, True)
+                backwards["numpy"] = lambda: reference.spatial_batchnorm_backward(dout, cache)
+            fwd = interleaved_medians(forwards, repeats, synchronize=sync)
+            bwd = interleaved_medians(backwards, repeats, synchronize=sync)
+            with torch.no_grad():
+                evl = interleaved_medians(evaluations, repeats, synchronize=sync)
+            del backwards
+            row = [" x ".join(map(str, shape)), milliseconds(fwd["torch"]), milliseconds(bwd["torch"]),
+                   milliseconds(evl["torch"])]
+            for name in (["numpy"] if device == "cpu" else []) + ["ops"]:
+                row += [ratio(fwd[name], fwd["torch"]), ratio(bwd[name], bwd["torch"]),
+                        ratio(fwd[name] + bwd[name], fwd["torch"] + bwd["torch"]), ratio(evl[name], evl["torch"])]
+            rows.append(row)
+        header = ["shape", "torch train fwd ms", "torch bwd ms", "torch eval fwd ms"]
+        if device == "cpu":
+            header += ["NumPy fwd", "NumPy bwd", "NumPy fwd+bwd", "NumPy eval"]
+        header += ["ops fwd", "ops bwd", "ops fwd+bwd", "ops eval"]
+        print_table(f"batch_norm2d, {dtype_name}, {threads} thread(s), {device}", header, rows)
+
+
+if __name__ == "__main__":
+    main()

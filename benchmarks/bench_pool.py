@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Pooling speed: NumPy reference (cnnbook.reference), cnnbook.ops, torch.nn.functional.
+
+Ratios to torch.nn.functional measured in the same process (< 1 is faster than
+PyTorch). The forward is compared twice: with PyTorch's forward as it runs in
+training (input requires grad: max pooling then also records the argmax
+indices) and with its inference forward (no grad). Target: the max-pool
+forward faster than PyTorch.
+
+    python benchmarks/bench_pool.py [--quick] [--device cuda] [--threads 1|all|both] [--dtype ...]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import (  # noqa: E402
+    default_repeats,
+    describe_machine,
+    interleaved_medians,
+    milliseconds,
+    parse_args,
+    print_table,
+    ratio,
+    relaunch_per_thread_setting,
+    setup_child,
+)
+
+# (label, (N, C, H, W), kernel, stride, padding)
+SHAPES = [
+    ("64x64x32x32, k2 s2", (64, 64, 32, 32), 2, 2, 0),
+    ("8x64x112x112, k3 s2 p1", (8, 64, 112, 112), 3, 2, 1),
+    ("8x256x14x14, k2 s2", (8, 256, 14, 14), 2, 2, 0),
+    ("64x128x16x16, k3 s1 p1", (64, 128, 16, 16), 3, 1, 1),
+]
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    if relaunch_per_thread_setting(args):
+        return
+    torch, threads = setup_child(args)
+    import numpy as np
+    import torch.nn.functional as F
+
+    import cnnbook.ops as ops
+    from cnnbook import reference
+
+    device, repeats = args.device, default_repeats(args)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    print(f"\n### Pooling, {describe_machine(torch, threads, device)}; median of {repeats} interleaved rounds "
+          "after 1 warm-up")
+    rng = np.random.default_rng(0)
+    kinds = {
+        "max": (F.max_pool2d, ops.max_pool2d, reference.maxpool2d_forward, reference.maxpool2d_backward),
+        "avg": (F.avg_pool2d, ops.avg_pool2d, reference.avgpool2d_forward, reference.avgpool2d_backward),
+    }
+    for dtype_name in args.dtype:
+        for kind, (theirs, ours, ref_forward, ref_backward) in kinds.items():
+            rows = []
+            for label, shape, kernel, stride, padding in SHAPES:
+                x = rng.standard_normal(shape).astype(dtype_name)
+                x_t = torch.from_numpy(x).to(device)
+                x_grad = x_t.clone().requires_grad_()
+                implementations = {"torch": theirs, "ops": ours}
+                outs = {name: fn(x_grad, kernel, stride, padding) for name, fn in implementations.items()}
+                dout = rng.standard_normal(tuple(outs["torch"].shape)).astype(dtype_name)
+                dout_t = torch.from_numpy(dout).to(device)
+                forwards = {name: (lambda fn=fn: fn(x_grad, kernel, stride, padding))
+                            for name, fn in implementations.items()}
+                forwards["torch no-grad"] = lambda: theirs(x_t, kernel, stride, padding)
+                backwards = {name: (lambda o=o: torch.autograd.grad(o, [x_grad], dout_t, retain_graph=True))
+                             for name, o in outs.items()}
+                if device == "cpu":
+                    forwards["numpy"] = lambda: ref_forward(x, kernel, stride, padding)
+                    _, cache = ref_forward(x, kernel, stride, padding)
+                    backwards["numpy"] = lambda: ref_backward(dout, cache)
+                fwd = interleaved_medians(forwards, repeats, synchronize=sync)
+                bwd = interleaved_medians(backwards, repeats, synchronize=sync)
+                del outs, backwards
+                torch_f, torch_inference, torch_b = fwd["torch"], fwd["torch no-grad"], bwd["torch"]
+                row = [label, milliseconds(torch_f), milliseconds(torch_inference), milliseconds(torch_b)]
+                for name in (["numpy"] if device == "cpu" else []) + ["ops"]:
+                    row += [ratio(fwd[name], torch_f), ratio(fwd[name], torch_inference), ratio(bwd[name], torch_b),
+                            ratio(fwd[name] + bwd[name], torch_f + torch_b)]
+                rows.append(row)
+            header = ["shape", "torch fwd ms", "torch fwd no-grad ms", "torch bwd ms"]
+            if device == "cpu":
+                header += ["NumPy fwd", "NumPy fwd vs no-grad", "NumPy bwd", "NumPy fwd+bwd"]
+            header += ["ops fwd", "ops fwd vs no-grad", "ops bwd", "ops fwd+bwd"]
+            print_table(f"{kind}_pool2d, {dtype_name}, {threads} thread(s), {device}", header, rows)
+
+
+if __name__ == "__main__":
+    main()

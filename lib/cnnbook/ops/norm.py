@@ -1,0 +1,198 @@
+"""Batch and layer normalization on torch tensors, forward and backward written out by hand.
+
+Both normalize ``x`` to ``x_hat = (x - mean) / sqrt(var + eps)`` (``var`` the
+biased variance) and then scale and shift it, ``out = gamma * x_hat + beta``.
+They differ only in *which* entries share a mean:
+
+- batch norm: one mean per channel, over ``(N, H, W)``; at evaluation time
+  the running averages collected during training replace the batch's;
+- layer norm: one mean per sample, over the trailing ``normalized_shape``.
+
+The backward of the normalization, for ``M`` entries sharing one mean::
+
+    dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)),   dx_hat = gamma * dout
+
+(the two subtracted terms are why a gradient check needs a random ``dout``:
+with ``dout = 1`` both cancel the first and ``dx`` is zero whatever the bug.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .geometry import require_4d, require_same_kind
+
+__all__ = ["batch_norm2d", "layer_norm", "BatchNorm2dFunction", "LayerNormFunction"]
+
+_CHANNELS = (0, 2, 3)  # batch norm reduces over N, H, W: everything but the channel axis
+
+
+def _per_channel(values: torch.Tensor) -> torch.Tensor:
+    """A ``(C,)`` tensor as ``(1, C, 1, 1)``, to broadcast against ``(N, C, H, W)``."""
+    return values.view(1, -1, 1, 1)
+
+
+def _check_batch_norm(x, running_mean, running_var, weight, bias, training):
+    op = "batch_norm2d"
+    require_4d(x, op)
+    require_same_kind(op, x=x, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    channels = x.shape[1]
+    for name, tensor in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                         ("bias", bias)):
+        if tensor is not None and tuple(tensor.shape) != (channels,):
+            raise ValueError(
+                f"{op}: {name} must have shape (C,) = ({channels},) for x of shape {tuple(x.shape)}, "
+                f"got {tuple(tensor.shape)}"
+            )
+    if training and x.numel() // max(channels, 1) <= 1:
+        raise ValueError(
+            f"{op}: training needs more than one value per channel to compute a variance; "
+            f"x has shape {tuple(x.shape)}"
+        )
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
+
+
+class BatchNorm2dFunction(torch.autograd.Function):
+    """Spatial batch normalization. x: (N, C, H, W); running stats, weight, bias: (C,) -> out: (N, C, H, W).
+
+    training=True: normalize with the batch's per-channel mean and biased
+    variance over ``(N, H, W)`` and update the running statistics in place,
+    PyTorch's way: ``running = (1 - momentum) * running + momentum * batch``,
+    where the variance folded into ``running_var`` is the *unbiased* one
+    (``M / (M - 1)`` times the biased, ``M = N H W``). training=False: normalize
+    with the running statistics; the layer is then a per-channel affine map.
+    """
+
+    @staticmethod
+    def forward(ctx, x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                eps=1e-5):
+        _check_batch_norm(x, running_mean, running_var, weight, bias, training)
+        ctx.training = training
+        if not training:
+            # A per-channel affine map: out = x * scale + shift, one pass over x.
+            inv_std = torch.rsqrt(running_var + eps)
+            scale = inv_std if weight is None else inv_std * weight
+            shift = -running_mean * scale if bias is None else bias - running_mean * scale
+            ctx.save_for_backward(x, running_mean.clone(), inv_std, scale)
+            return torch.addcmul(_per_channel(shift), x, _per_channel(scale))
+        var, mean = torch.var_mean(x, dim=_CHANNELS, correction=0)
+        count = x.numel() // x.shape[1]
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        if running_var is not None:
+            running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / (count - 1))
+        inv_std = torch.rsqrt(var + eps)
+        x_hat = (x - _per_channel(mean)).mul_(_per_channel(inv_std))
+        if weight is not None and bias is not None:
+            out = torch.addcmul(_per_channel(bias), x_hat, _per_channel(weight))
+        elif weight is not None:
+            out = x_hat * _per_channel(weight)
+        else:
+            out = x_hat if bias is None else x_hat + _per_channel(bias)
+        ctx.save_for_backward(x_hat, inv_std, weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        need_dx, _, _, need_dweight, need_dbias = ctx.needs_input_grad[:5]
+        dbias = dout.sum(dim=_CHANNELS)
+        if not ctx.training:
+            x, mean, inv_std, scale = ctx.saved_tensors
+            dweight = (dout * (x - _per_channel(mean))).sum(dim=_CHANNELS).mul_(inv_std) if need_dweight else None
+            dx = dout * _per_channel(scale) if need_dx else None
+            return dx, None, None, dweight, dbias if need_dbias else None, None, None, None
+        x_hat, inv_std, weight = ctx.saved_tensors
+        dweight = (dout * x_hat).sum(dim=_CHANNELS)
+        dx = None
+        if need_dx:
+            # dx_hat = weight * dout, so mean(dx_hat) = weight * dbias / M, mean(dx_hat x_hat) = weight * dweight / M.
+            count = dout.numel() // dout.shape[1]
+            scale = inv_std if weight is None else inv_std * weight
+            centered = dout - _per_channel(dbias / count) - x_hat * _per_channel(dweight / count)
+            dx = centered.mul_(_per_channel(scale))
+        return (dx, None, None, dweight if need_dweight else None, dbias if need_dbias else None, None, None, None)
+
+
+def _check_layer_norm(x, normalized_shape, weight, bias) -> tuple[int, ...]:
+    op = "layer_norm"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    require_same_kind(op, x=x, weight=weight, bias=bias)
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(int(s) for s in normalized_shape)
+    if not shape or len(shape) > x.dim() or tuple(x.shape[x.dim() - len(shape):]) != shape:
+        raise ValueError(
+            f"{op}: normalized_shape {shape} must equal the trailing dimensions of x, whose shape is {tuple(x.shape)}"
+        )
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None and tuple(tensor.shape) != shape:
+            raise ValueError(f"{op}: {name} must have shape normalized_shape = {shape}, got {tuple(tensor.shape)}")
+    return shape
+
+
+class LayerNormFunction(torch.autograd.Function):
+    """Layer normalization. x: (*, *normalized_shape); weight, bias: normalized_shape -> out: x's shape.
+
+    Each sample (each index into the leading ``*`` dimensions) is normalized
+    with its own mean and biased variance over the trailing ``normalized_shape``
+    dimensions; nothing is kept between calls, so training and evaluation agree.
+    """
+
+    @staticmethod
+    def forward(ctx, x, normalized_shape, weight=None, bias=None, eps=1e-5):
+        shape = _check_layer_norm(x, normalized_shape, weight, bias)
+        dims = tuple(range(x.dim() - len(shape), x.dim()))
+        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+        inv_std = torch.rsqrt(var + eps)
+        x_hat = (x - mean).mul_(inv_std)
+        out = x_hat if weight is None else x_hat * weight
+        if bias is not None:
+            out = out + bias if out is x_hat else out.add_(bias)
+        ctx.save_for_backward(x_hat, inv_std, weight)
+        ctx.dims = dims
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        x_hat, inv_std, weight = ctx.saved_tensors
+        dims = ctx.dims
+        need_dx, _, need_dweight, need_dbias = ctx.needs_input_grad[:4]
+        leading = tuple(range(dout.dim() - len(dims)))
+        dx = dweight = dbias = None
+        if need_dweight:
+            dweight = (dout * x_hat).sum(dim=leading)
+        if need_dbias:
+            dbias = dout.sum(dim=leading)
+        if need_dx:
+            dx_hat = dout if weight is None else dout * weight
+            mean_dx_hat = dx_hat.mean(dim=dims, keepdim=True)
+            mean_projection = (dx_hat * x_hat).mean(dim=dims, keepdim=True)
+            dx = (dx_hat - mean_dx_hat).sub_(x_hat * mean_projection).mul_(inv_std)
+        return dx, None, dweight, dbias, None
+
+
+def batch_norm2d(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Spatial batch normalization, like ``torch.nn.functional.batch_norm`` on 4-D input.
+
+    x: (N, C, H, W); running_mean, running_var: (C,) or None (updated in place
+    when training); weight (gamma), bias (beta): (C,) or None.
+    Returns (N, C, H, W). See :class:`BatchNorm2dFunction` for the statistics used.
+    Raises ``ValueError`` for a wrong rank, stats of the wrong length, a batch with a
+    single value per channel in training, or evaluation without running stats.
+    """
+    if not 0.0 <= float(momentum) <= 1.0 or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"batch_norm2d: need 0 <= momentum <= 1 and eps >= 0, got momentum={momentum}, eps={eps}")
+    return BatchNorm2dFunction.apply(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalization, like ``torch.nn.functional.layer_norm``.
+
+    x: (*, *normalized_shape); weight, bias: normalized_shape or None. Returns x's shape.
+    """
+    return LayerNormFunction.apply(x, normalized_shape, weight, bias, eps)
