@@ -10,13 +10,17 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Jupyter Book 1.x; -W turns every Sphinx warning into an error, -n checks every reference.
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help venv system-packages book test exercises clean-book clean
+.PHONY: help venv system-packages book test exercises clean-book clean collect grade feedback grades bench-grading
 
 help:
 	@echo "make book       build the HTML book into _build/html (every chapter executed, cached)"
 	@echo "make test       run the whole test-suite"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader (instructors)"
 	@echo "make clean      remove _build (the execution cache included)"
+	@echo "make collect SUBMISSIONS=dir-or-zip [ASSIGNMENT=conv_basics]   copy submissions into submitted/"
+	@echo "make grade    [ASSIGNMENT=conv_basics] [GRADE_FLAGS=...]        sandboxed, parallel autograding"
+	@echo "make feedback [ASSIGNMENT=conv_basics]                          feedback/<student>/<assignment>/"
+	@echo "make grades   [ASSIGNMENT=conv_basics]                          grades-<assignment>.csv"
 
 venv: $(STAMP)
 
@@ -46,3 +50,24 @@ clean-book:
 
 clean:
 	rm -rf _build
+
+# Instructor pipeline (see the README's instructor section). Run from the course folder.
+ASSIGNMENT ?= conv_basics
+GRADE_FLAGS ?=
+GRADING := $(BIN)/python -m cnnbook.grading
+
+collect: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make collect SUBMISSIONS=folder-or-zip [ASSIGNMENT=...]"; exit 2; }
+	$(GRADING) collect $(ASSIGNMENT) "$(SUBMISSIONS)"
+
+grade: $(STAMP) system-packages
+	$(GRADING) grade $(ASSIGNMENT) $(GRADE_FLAGS)
+
+feedback: $(STAMP)
+	$(GRADING) feedback $(ASSIGNMENT)
+
+grades: $(STAMP)
+	$(GRADING) export $(ASSIGNMENT)
+
+bench-grading: $(STAMP) system-packages
+	$(BIN)/python benchmarks/bench_grading.py

@@ -48,8 +48,12 @@ def check_shape(name: str, actual, expected_shape: tuple[int, ...]) -> None:
         raise CheckFailed(f"{name}: expected shape {tuple(expected_shape)}, got {tuple(array.shape)}")
 
 
-def check_close(name: str, actual, expected, tol: float | None = None, hint: str = "") -> float:
-    """Compare ``actual`` with ``expected``; return the relative error, or raise :class:`CheckFailed`.
+def check_close(name: str, actual, expected, tol: float | None = None, hint: str = "") -> None:
+    """Compare ``actual`` with ``expected``; raise :class:`CheckFailed` naming the worst element if they differ.
+
+    Returns None on purpose: nbgrader reads a number left as a test cell's last
+    value as a partial score, so a returned relative error (about 1e-16) would
+    turn a passing check into zero points.
 
     The tolerance defaults to :data:`cnnbook.gradcheck.TOLERANCE` for float64.
     ``hint`` is appended to the message (for example "did you flip the kernel?").
@@ -64,7 +68,6 @@ def check_close(name: str, actual, expected, tol: float | None = None, hint: str
         if hint:
             message += f". Hint: {hint}"
         raise CheckFailed(message)
-    return report.error
 
 
 #: What an exercise that asks for a convolution or pooling may not call.

@@ -1,0 +1,871 @@
+"""The instructor's grading pipeline: collect, grade, feedback, export.
+
+One submission = one student's folder ``submitted/<student>/<assignment>/``.
+``grade`` does, for an assignment:
+
+1. takes a lock on the assignment (a second run waits; re-runs are idempotent);
+2. registers the assignment in nbgrader's gradebook (``nbgrader
+   generate_assignment`` into a scratch release folder) and records the
+   oracle from the instructor notebook (:mod:`cnnbook.grading.oracle`);
+3. marks every submission it is about to grade as *grading*: its old record,
+   autograded notebook and gradebook scores are cleared first, so a re-grade
+   that fails or is interrupted never leaves an older score looking current;
+4. grades each submission in a worker pool (threads, or a Dask cluster):
+   validate and normalise (:mod:`normalize`), read the code's syntax tree for
+   forbidden calls and tampering (:mod:`static`), run it in a sandbox
+   (:mod:`sandbox`, :mod:`runner`), compare what it wrote with the oracle in
+   this trusted process;
+5. writes each result atomically (record JSON, feedback, autograded notebook)
+   and updates the gradebook from this one process, as results arrive.
+
+Every submission ends with a status: ``graded``, ``partial`` (timeout, out
+of memory, kernel died: tests that ran keep their points), ``unreadable``,
+``flagged`` (tampering detected: scored, but a human must look), or
+``failed`` (the grader itself could not run; no score).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+import numpy as np
+
+from ..gradcheck import rel_error
+from . import sandbox
+from .normalize import Unreadable, normalise, read_submission
+from .notebooks import nbgrader_meta
+from .oracle import oracle_for
+from .release import nbgrader_env, run_nbgrader
+from .static import analyse
+
+STATUS_TEXT = {
+    "graded": "graded",
+    "partial": "partially graded",
+    "unreadable": "unreadable",
+    "flagged": "flagged for review",
+    "failed": "not graded (grader error)",
+    "grading": "grading did not finish (re-run `grade`)",
+}
+SEVERITY = ["graded", "partial", "flagged", "unreadable", "failed"]
+MAX_RESULT_BYTES = 64 * 2**20
+
+
+@dataclass
+class Settings:
+    cell_timeout: float = 60.0  # per notebook cell
+    call_timeout: float = 30.0  # per call of a student's function on grader inputs
+    submission_timeout: float = 600.0  # per notebook, everything included
+    memory_bytes: int = 4 * 2**30
+    processes: int = 64
+    file_bytes: int = 64 * 2**20
+    workers: int = 0  # 0: one per CPU core
+    engine: str = "threads"  # or "dask"
+    scheduler: str | None = None  # a Dask scheduler address; None starts a local cluster
+
+    def limits(self) -> sandbox.Limits:
+        wall = self.submission_timeout
+        return sandbox.Limits(memory_bytes=self.memory_bytes, cpu_seconds=int(wall) + 5, file_bytes=self.file_bytes,
+                              processes=self.processes, wall_seconds=wall)
+
+
+@dataclass
+class Course:
+    root: Path
+    db_url: str = ""
+    course_id: str = "cnnbook"
+    source: str = "solutions"
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
+        config = self.root / "nbgrader_config.py"
+        if config.exists():
+            from traitlets.config.loader import PyFileConfigLoader
+
+            loaded = PyFileConfigLoader(config.name, path=str(self.root)).load_config()
+            directory = loaded.get("CourseDirectory", {})
+            self.course_id = directory.get("course_id", self.course_id)
+            self.source = directory.get("source_directory", self.source)
+            self.db_url = self.db_url or directory.get("db_url", "")
+        self.db_url = self.db_url or f"sqlite:///{self.root / 'gradebook.db'}"
+
+    def submitted(self, student="", assignment=""):
+        return self.root / "submitted" / student / assignment
+
+    def records(self, assignment):
+        return self.root / "grading" / assignment
+
+    def oracle_cache(self, assignment):
+        return self.root / ".grading" / "oracle" / assignment
+
+    def notebooks(self, assignment) -> list[Path]:
+        return sorted((self.root / self.source / assignment).glob("*.ipynb"))
+
+    def students(self, assignment) -> list[str]:
+        base = self.root / "submitted"
+        if not base.exists():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / assignment).is_dir())
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``path`` so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+@contextlib.contextmanager
+def assignment_lock(course: Course, assignment: str):
+    """One grading run per assignment at a time; a second run waits for the first."""
+    path = course.root / ".grading" / f"{assignment}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another grading run of {assignment} is in progress; waiting for it", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _describe(spec) -> str:
+    kind, value = spec
+    if kind == "npy":
+        return "array"
+    if kind in ("tuple", "list"):
+        return kind
+    return type(value).__name__
+
+
+def _shape_text(files: dict, spec) -> str:
+    if spec[0] == "npy":
+        return f"array {tuple(files[spec[1]].shape)}"
+    if spec[0] in ("tuple", "list"):
+        return f"{spec[0]} of {len(spec[1])}"
+    return type(spec[1]).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# one submission (runs in a worker: a thread here, or a Dask worker elsewhere)
+
+
+def _read_progress(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    entries = []
+    with open(path, "rb") as f:
+        data = f.read(MAX_RESULT_BYTES)
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def _load_array(path: Path) -> np.ndarray | None:
+    if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_RESULT_BYTES:
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception:  # noqa: BLE001 - whatever the sandbox wrote, a bad file is a failed check
+        return None
+
+
+def _judge_call(call: dict, oracle_dir: Path, work: Path, progress: dict, visible: bool, tol: float) -> str | None:
+    """None when the student's output for this call matches the oracle, else why not."""
+    key, expect = call["key"], call["expect"]
+    ran = progress.get(key)
+    if ran is None:
+        return "did not run (the notebook stopped earlier)"
+    if ran.get("status") == "timeout":
+        return "took longer than the time limit"
+    if ran.get("status") == "died":
+        return "crashed the Python kernel"
+    if "raises" in expect:
+        if ran.get("status") == "error" and ran.get("ename") == expect["raises"]:
+            return None
+        return f"should raise {expect['raises']}" + (f", but raised {ran.get('ename')}" if ran.get("status") == "error" else "")
+    if ran.get("status") == "error":
+        message = f"raised {ran.get('ename')}"
+        if visible and ran.get("evalue"):
+            message += f": {str(ran['evalue'])[:300]}"
+        return message
+    meta_path = work / "out" / f"{key}.json"
+    try:
+        meta = json.loads(meta_path.read_text()[:10_000])
+    except Exception:  # noqa: BLE001
+        return "returned nothing the grader could read"
+    if meta.get("tuple") != expect["tuple"] or meta.get("parts") != expect["parts"]:
+        wanted = f"a tuple of {expect['parts']}" if expect["tuple"] else "one array"
+        return f"should return {wanted}"
+    for index, shape in enumerate(expect["shapes"]):
+        got = _load_array(work / "out" / f"{key}_{index}.npy")
+        if got is None:
+            return "returned something that is not an array of numbers"
+        if got.dtype == object or not (np.issubdtype(got.dtype, np.number) or got.dtype == bool):
+            return f"returned an array of {got.dtype}, not numbers"
+        if list(got.shape) != list(shape):
+            return f"returned shape {tuple(got.shape)}, expected {tuple(shape)}"
+        expected = np.load(oracle_dir / "expected" / f"{key}_{index}.npy", allow_pickle=False)
+        error = rel_error(got, expected)
+        if not error <= tol:
+            where = f" (output {index})" if expect["parts"] > 1 else ""
+            return f"relative error {error:.3g}{where}, tolerance {tol:g}"
+    return None
+
+
+def grade_notebook(spec: dict) -> dict:
+    """Grade one submitted notebook. ``spec`` holds plain paths and settings (picklable)."""
+    name = spec["notebook"]
+    submitted = Path(spec["submitted"])
+    oracle_dir = Path(spec["oracle"])
+    oracle = json.loads((oracle_dir / "oracle.json").read_text())
+    released = nbformat.read(spec["release"], as_version=4)
+    source_nb = nbformat.read(spec["source"], as_version=4)
+    settings = Settings(**spec["settings"])
+    result = {"notebook": name, "status": "graded", "reasons": [], "notes": [], "flags": [], "forbidden": {},
+              "cells": {}, "score": 0.0, "max_score": 0.0, "executed": None}
+    test_cells = {g: c for g, c in oracle["cells"].items()}
+    result["max_score"] = sum(c["points"] for c in test_cells.values())
+    try:
+        submission = read_submission(submitted)
+        fixed = normalise(submission, released)
+    except Unreadable as error:
+        result.update(status="unreadable", reasons=[str(error)])
+        for grade_id, cell in test_cells.items():
+            result["cells"][grade_id] = {"points": 0.0, "max": cell["points"], "passed": False,
+                                         "message": "not graded: the notebook could not be read"}
+        return result
+    except Exception as error:  # noqa: BLE001 - a notebook nbformat cannot validate after repair
+        result.update(status="unreadable", reasons=[f"{name} could not be repaired into a valid notebook ({error})"])
+        for grade_id, cell in test_cells.items():
+            result["cells"][grade_id] = {"points": 0.0, "max": cell["points"], "passed": False,
+                                         "message": "not graded: the notebook could not be read"}
+        return result
+    notebook = fixed.notebook
+    result["notes"] = fixed.notes
+
+    # what the code says about itself (never executed here)
+    code_sources = [c.source for c in notebook.cells
+                    if c.cell_type == "code" and not nbgrader_meta(c).get("grade")]
+    report = analyse(code_sources)
+    result["flags"] = report.tampering
+    enforce_forbidden = any(c.get("forbid") for c in test_cells.values())
+    result["forbidden"] = report.forbidden if enforce_forbidden else {}
+
+    # the job for the sandbox: cells in order, with grader calls at each test cell
+    source_tests = {nbgrader_meta(c).get("grade_id"): c.source for c in source_nb.cells if nbgrader_meta(c).get("grade")}
+    job_cells = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        entry = {"index": index, "source": cell.source, "test": grade_id in test_cells, "calls": []}
+        if grade_id in test_cells:
+            info = test_cells[grade_id]
+            if info["trusted"]:
+                for call in info["calls"]:
+                    files = {}
+                    for path in (oracle_dir / "in").glob(f"{call['key']}_*.npy"):
+                        files[path.name] = base64.b64encode(path.read_bytes()).decode()
+                    forbid = list(sandbox_forbidden()) if info.get("forbid") else []
+                    entry["calls"].append({"key": call["key"], "name": call["name"], "args": call["args"],
+                                           "kwargs": call["kwargs"], "files": files, "forbid": forbid})
+            else:  # no recordable call: run the instructor's test cell itself (hidden lines included)
+                entry["source"] = source_tests.get(grade_id, cell.source)
+        job_cells.append(entry)
+    job = {"cells": job_cells, "cell_timeout": settings.cell_timeout, "call_timeout": settings.call_timeout}
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"{spec['student']}-{Path(name).stem}-", dir=spec["scratch"]))
+    work = scratch / "work"
+    work.mkdir()
+    try:
+        for extra in spec.get("public_files", []):  # files students are allowed to have
+            target = work / extra["relative"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(extra["path"], target)
+        nbformat.write(_strip_for_sandbox(notebook), str(work / name))
+        atomic_write(work / "job.json", json.dumps(job))
+        outcome = sandbox.run(work, [sys.executable, "-I", "-m", "cnnbook.grading.runner", sandbox.INSIDE],
+                              settings.limits(), hide=[Path(p) for p in spec["hide"]])
+        entries = _read_progress(work / "progress.jsonl")
+        if os.environ.get("CNNBOOK_GRADING_DEBUG"):
+            print(outcome, [(e.get("type"), e.get("index", e.get("key")), e.get("t")) for e in entries], file=sys.stderr)
+        calls = {e.get("key"): e for e in entries if e.get("type") == "call"}
+        cells_run = {e.get("index"): e for e in entries if e.get("type") == "cell"}
+        restarts = [e for e in entries if e.get("type") == "restart"]
+        started = any(e.get("type") == "started" for e in entries)
+        finished = any(e.get("type") == "finished" for e in entries)
+
+        reasons = []
+        for e in list(cells_run.values()) + list(calls.values()):
+            if e.get("status") == "timeout" and "timeout" not in reasons:
+                reasons.append("timeout")
+            if e.get("ename") == "MemoryError" and "out of memory" not in reasons:
+                reasons.append("out of memory")
+        for e in restarts:
+            code = e.get("exit_code")
+            why = "out of memory" if code in (-9, 137) else "kernel died"
+            if e.get("why", "").startswith("a cell ignored"):
+                why = "timeout"
+            if why not in reasons:
+                reasons.append(why)
+        if outcome.timed_out and "timeout" not in reasons:
+            reasons.append("timeout")
+        if not started:
+            result.update(status="failed", reasons=[f"the sandbox did not start: {outcome.stderr.strip()[-500:]}"])
+            result["score"] = None
+            return result
+        if not finished and not reasons:
+            reasons.append("kernel died")
+
+        # score each test cell in this trusted process
+        for index, cell in enumerate(notebook.cells):
+            grade_id = nbgrader_meta(cell).get("grade_id")
+            if grade_id not in test_cells:
+                continue
+            info = test_cells[grade_id]
+            visible = bool(released_cell_source(released, grade_id).strip())
+            problems = []
+            if info["trusted"]:
+                names = sorted({c["name"] for c in info["calls"]})
+                for function in names:
+                    if function in result["forbidden"]:
+                        problems.append(f"{function} uses {', '.join(result['forbidden'][function])}, "
+                                        "which this exercise asks you to write yourself")
+                if not problems:
+                    for number, call in enumerate(info["calls"], 1):
+                        why = _judge_call(call, oracle_dir, work, calls, visible, info["tol"])
+                        if why:
+                            files = {p.name: np.load(p, allow_pickle=False) for p in (oracle_dir / "in").glob(f"{call['key']}_*.npy")}
+                            arguments = ", ".join(_shape_text(files, a) for a in call["args"])
+                            label = "" if visible else f" (hidden check {number} of {len(info['calls'])})"
+                            problems.append(f"{call['name']}({arguments}){label}: {why}")
+                            break
+            else:
+                ran = cells_run.get(index)
+                if ran is None:
+                    problems.append("did not run (the notebook stopped earlier)")
+                elif ran.get("status") != "ok":
+                    problems.append(f"{ran.get('ename') or ran.get('status')}: {str(ran.get('evalue') or '')[:300]}"
+                                    if visible else f"failed ({ran.get('ename') or ran.get('status')})")
+            passed = not problems
+            result["cells"][grade_id] = {"points": info["points"] if passed else 0.0, "max": info["points"],
+                                         "passed": passed, "message": "passed" if passed else problems[0]}
+        result["score"] = sum(c["points"] for c in result["cells"].values())
+        if result["flags"]:
+            result["status"] = "flagged"
+        elif reasons:
+            result["status"] = "partial"
+        result["reasons"] = reasons
+        result["executed"] = _executed_notebook(notebook, cells_run, result, released)
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def sandbox_forbidden():
+    from .static import FORBIDDEN
+
+    return FORBIDDEN
+
+
+def released_cell_source(released, grade_id) -> str:
+    for cell in released.cells:
+        if nbgrader_meta(cell).get("grade_id") == grade_id:
+            return cell.source
+    return ""
+
+
+def _strip_for_sandbox(notebook):
+    """The notebook file the student's code can see: the released test cells, no hidden tests."""
+    return notebook
+
+
+def _executed_notebook(notebook, cells_run: dict, result: dict, released) -> dict:
+    """The normalised notebook with the sandbox's (capped) outputs and the grader's verdict per test."""
+    executed = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    for index, cell in enumerate(executed.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        ran = cells_run.get(index)
+        outputs = []
+        if ran:
+            for output in ran.get("outputs", []):
+                try:
+                    outputs.append(nbformat.from_dict(output))
+                except Exception:  # noqa: BLE001
+                    continue
+            if ran.get("status") == "timeout":
+                outputs.append(nbformat.v4.new_output("stream", name="stderr",
+                                                      text="[grader] this cell was stopped: it ran past its time limit\n"))
+        cell.source = released_cell_source(released, grade_id) if grade_id in result["cells"] else cell.source
+        if grade_id in result["cells"]:
+            verdict = result["cells"][grade_id]
+            if not released_cell_source(released, grade_id).strip():
+                outputs = []  # hidden checks show only the grader's verdict
+            if verdict["passed"]:
+                outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"[grader] {grade_id}: passed\n"))
+            else:
+                outputs.append(nbformat.v4.new_output("error", ename="CheckFailed", evalue=verdict["message"],
+                                                      traceback=[f"CheckFailed: {verdict['message']}"]))
+        cell.outputs = outputs
+    return json.loads(nbformat.writes(executed))
+
+
+def grade_submission(job: dict) -> dict:
+    """Grade every notebook of one student's submission; never raises (a grader error is status ``failed``)."""
+    start = time.monotonic()
+    result = {"student": job["student"], "assignment": job["assignment"], "timestamp": job.get("timestamp"),
+              "timestamp_source": job.get("timestamp_source"), "notebooks": {}, "status": "graded", "reasons": []}
+    for spec in job["notebooks"]:
+        try:
+            nb_result = grade_notebook({**spec, "student": job["student"], "settings": job["settings"],
+                                        "scratch": job["scratch"], "hide": job["hide"],
+                                        "public_files": job.get("public_files", [])})
+        except Exception as error:  # noqa: BLE001 - one broken submission must not stop the class
+            nb_result = {"notebook": spec["notebook"], "status": "failed", "reasons": [f"grader error: {error!r}"],
+                         "cells": {}, "score": None, "max_score": None, "notes": [], "flags": [], "forbidden": {},
+                         "executed": None}
+        result["notebooks"][spec["notebook"]] = nb_result
+    statuses = [nb["status"] for nb in result["notebooks"].values()]
+    result["status"] = max(statuses, key=SEVERITY.index) if statuses else "unreadable"
+    result["reasons"] = list(dict.fromkeys(r for nb in result["notebooks"].values() for r in nb["reasons"]))
+    scores = [nb["score"] for nb in result["notebooks"].values()]
+    result["score"] = None if any(s is None for s in scores) else float(sum(scores))
+    result["max_score"] = float(sum(nb["max_score"] or 0 for nb in result["notebooks"].values()))
+    result["seconds"] = round(time.monotonic() - start, 3)
+    result["feedback"] = feedback_text(result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# feedback
+
+
+def feedback_text(result: dict) -> str:
+    status = STATUS_TEXT[result["status"]]
+    if result["reasons"] and result["status"] in ("partial", "flagged", "unreadable", "failed"):
+        status += f" ({'; '.join(result['reasons'])})"
+    score = "no score" if result["score"] is None else f"{result['score']:g} / {result['max_score']:g}"
+    lines = [f"# Feedback on {result['assignment']} for {result['student']}", "",
+             f"- **Status:** {status}", f"- **Autograded score:** {score}"]
+    for name, nb in result["notebooks"].items():
+        lines += ["", f"## {name}", ""]
+        if nb["status"] == "unreadable":
+            lines.append(f"The grader could not read this notebook: {'; '.join(nb['reasons'])}. "
+                         "Your file was kept as you submitted it; ask your instructor.")
+        for note in nb.get("notes", []):
+            lines.append(f"- Repaired: {note}.")
+        for flag in nb.get("flags", []):
+            lines.append(f"- For review by your instructor: the code {flag}.")
+        for function, names in nb.get("forbidden", {}).items():
+            lines.append(f"- `{function}` calls {', '.join(f'`{n}`' for n in names)}: the exercise asks you to "
+                         "write this yourself, so its checks score 0.")
+        if "timeout" in nb.get("reasons", []):
+            lines.append("- A cell or a call ran past its time limit and was stopped; the checks that ran kept their points.")
+        if "out of memory" in nb.get("reasons", []):
+            lines.append("- Your code ran out of memory; the checks that ran kept their points.")
+        if "kernel died" in nb.get("reasons", []):
+            lines.append("- The Python kernel died while running your code (for example `os._exit` or a crash); "
+                         "the checks that ran kept their points.")
+        if nb["cells"]:
+            lines += ["", "| check | points | result |", "|---|---|---|"]
+            for grade_id, cell in nb["cells"].items():
+                message = cell["message"].replace("|", "\\|").replace("\n", " ")
+                lines.append(f"| {grade_id} | {cell['points']:g} / {cell['max']:g} | {message} |")
+    lines += ["", "Checks named *hidden* use inputs you have not seen; the message says which function and "
+              "which kind of error, never the expected values.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the gradebook (written only by the process that runs `grade`)
+
+
+def register_assignment(course: Course, assignment: str, release_to: Path) -> Path:
+    """Create or update the assignment's cells in the gradebook; write its release into ``release_to``."""
+    env = nbgrader_env()
+    process = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force", "--log-level=WARN",
+         f"--CourseDirectory.release_directory={release_to}", f"--CourseDirectory.db_url={course.db_url}",
+         f"--CourseDirectory.root={course.root}"],
+        cwd=course.root, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{process.stdout}\n{process.stderr}")
+    return Path(release_to) / assignment
+
+
+@contextlib.contextmanager
+def gradebook(course: Course):
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")  # nbgrader's add_submission, harmless
+    os.environ["PATH"] = nbgrader_env()["PATH"]  # nbgrader runs `alembic` from PATH
+    with Gradebook(course.db_url, course.course_id) as gb:
+        yield gb
+
+
+def _autograde_cells(gb, assignment: str, student: str):
+    from nbgrader.api import MissingEntry
+
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        return None, []
+    grades = [g for nb in submission.notebooks for g in nb.grades if g.cell.cell_type == "code"]
+    return submission, grades
+
+
+def gradebook_mark_grading(gb, assignment: str, student: str) -> None:
+    """Before a re-grade: the old automatic scores stop counting (nbgrader shows them as needing a grade)."""
+    submission, grades = _autograde_cells(gb, assignment, student)
+    for grade in grades:
+        grade.auto_score = None
+        grade.needs_manual_grade = True
+    if submission is not None:
+        gb.db.commit()
+
+
+def gradebook_write(gb, result: dict) -> None:
+    from nbgrader.api import MissingEntry
+
+    assignment, student = result["assignment"], result["student"]
+    gb.update_or_create_student(student)
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        submission = gb.add_submission(assignment, student)
+    if result.get("timestamp"):
+        submission.timestamp = dt.datetime.fromisoformat(result["timestamp"]).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    review = result["status"] in ("flagged", "unreadable", "failed")
+    for notebook in submission.notebooks:
+        nb = result["notebooks"].get(f"{notebook.name}.ipynb", {})
+        for grade in notebook.grades:
+            if grade.cell.cell_type != "code":
+                continue
+            cell = nb.get("cells", {}).get(grade.cell.name)
+            if result["status"] == "failed" or cell is None:
+                grade.auto_score = None
+                grade.needs_manual_grade = True
+            else:
+                grade.auto_score = float(cell["points"])
+                grade.needs_manual_grade = review
+    gb.db.commit()
+
+
+# ---------------------------------------------------------------------------------------------
+# writing results (one process)
+
+
+def _paths(course: Course, assignment: str, student: str):
+    records = course.records(assignment)
+    return records / f"{student}.json", records / f"{student}.md", course.root / "autograded" / student / assignment
+
+
+def mark_grading(course: Course, assignment: str, student: str) -> None:
+    record, feedback, autograded = _paths(course, assignment, student)
+    atomic_write(record, json.dumps({"student": student, "assignment": assignment, "status": "grading",
+                                     "score": None, "started": dt.datetime.now(dt.timezone.utc).isoformat()}))
+    if feedback.exists():
+        feedback.unlink()
+    if autograded.exists():
+        shutil.rmtree(autograded)
+
+
+def write_result(course: Course, result: dict) -> None:
+    record, feedback, autograded = _paths(course, result["assignment"], result["student"])
+    stored = {k: v for k, v in result.items() if k != "feedback"}
+    stored["notebooks"] = {name: {k: v for k, v in nb.items() if k != "executed"} for name, nb in result["notebooks"].items()}
+    if autograded.exists():
+        shutil.rmtree(autograded)
+    for name, nb in result["notebooks"].items():
+        if nb.get("executed"):
+            atomic_write(autograded / name, json.dumps(nb["executed"], indent=1))
+    atomic_write(feedback, result["feedback"])
+    atomic_write(record, json.dumps(stored, indent=1))  # last: the record says the result is complete
+
+
+def read_record(course: Course, assignment: str, student: str) -> dict | None:
+    record = _paths(course, assignment, student)[0]
+    return json.loads(record.read_text()) if record.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# collect
+
+
+def _timestamp_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _store_submission(course: Course, assignment: str, student: str, files: dict[str, bytes],
+                      received: dt.datetime, origin: str) -> None:
+    target = course.submitted(student, assignment)
+    staging = Path(tempfile.mkdtemp(prefix=f".{student}-", dir=course.root / "submitted"))
+    ignored = []
+    for relative, data in files.items():
+        if Path(relative).name == "timestamp.txt":  # students cannot set their own time
+            ignored.append(relative)
+            continue
+        path = staging / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (staging / "timestamp.txt").write_text(_timestamp_text(received))
+    (staging / ".collected.json").write_text(json.dumps({"received": received.astimezone(dt.timezone.utc).isoformat(),
+                                                          "origin": origin, "ignored": ignored}))
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def collect(course: Course, assignment: str, source: Path, max_bytes: int = 100 * 2**20) -> list[str]:
+    """Copy submissions into ``submitted/<student>/<assignment>/``; return the students collected.
+
+    ``source`` is a folder with one sub-folder per student (``<student>/...``), or an LMS zip export
+    whose entries are ``<student>/<file>`` or ``<student>_<anything>_<file>`` (Moodle, Canvas). The
+    submission time recorded is the server's: the zip entry's time for an export, otherwise the time of
+    collection; a ``timestamp.txt`` from the student is ignored.
+    """
+    source = Path(source)
+    (course.root / "submitted").mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.timezone.utc)
+    by_student: dict[str, dict[str, bytes]] = {}
+    times: dict[str, dt.datetime] = {}
+    release_names = {p.name for p in course.notebooks(assignment)}
+    if source.is_dir():
+        for student_dir in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = {}
+            for path in sorted(student_dir.rglob("*")):
+                if path.is_file() and not path.is_symlink() and path.stat().st_size <= max_bytes:
+                    relative = path.relative_to(student_dir)
+                    if relative.parts[0] == assignment and len(relative.parts) > 1:
+                        relative = Path(*relative.parts[1:])
+                    files[str(relative)] = path.read_bytes()
+            by_student[student_dir.name] = files
+            times[student_dir.name] = now
+    elif zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            for info in archive.infolist():
+                if info.is_dir() or info.file_size > max_bytes:
+                    continue
+                parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+                if not parts:
+                    continue
+                if len(parts) >= 2:
+                    student, name = parts[0], parts[-1]
+                else:
+                    pieces = parts[0].split("_")
+                    student = pieces[0]
+                    name = next((n for n in release_names if parts[0].endswith(n)), pieces[-1])
+                if not student or student.startswith("."):
+                    continue
+                by_student.setdefault(student, {})[name] = archive.read(info)
+                stamp = dt.datetime(*info.date_time).astimezone(dt.timezone.utc)
+                times[student] = max(times.get(student, stamp), stamp)
+    else:
+        raise ValueError(f"{source} is neither a folder nor a zip file")
+    for student, files in by_student.items():
+        _store_submission(course, assignment, student, files, times[student], str(source))
+    return sorted(by_student)
+
+
+def submission_time(course: Course, assignment: str, student: str) -> tuple[str, str]:
+    folder = course.submitted(student, assignment)
+    collected = folder / ".collected.json"
+    if collected.exists():
+        try:
+            return json.loads(collected.read_text())["received"], "server (collect)"
+        except Exception:  # noqa: BLE001
+            pass
+    notebooks = list(folder.glob("*.ipynb"))
+    moment = max((p.stat().st_mtime for p in notebooks), default=folder.stat().st_mtime)
+    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).isoformat(), "file time (not collected with `collect`)"
+
+
+# ---------------------------------------------------------------------------------------------
+# grade
+
+
+def _run_jobs(jobs: list[dict], settings: Settings):
+    """Yield results as they finish, from a thread pool or a Dask cluster."""
+    workers = settings.workers or os.cpu_count() or 1
+    if settings.engine == "dask":
+        from distributed import Client, LocalCluster, as_completed as dask_completed
+
+        cluster = None
+        if settings.scheduler:
+            client = Client(settings.scheduler)
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+        try:
+            futures = [client.submit(grade_submission, job, pure=False, key=f"grade-{job['student']}") for job in jobs]
+            for future in dask_completed(futures):
+                yield future.result()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(grade_submission, job) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def grade(course: Course, assignment: str, students: list[str] | None = None, settings: Settings | None = None,
+          progress=None) -> list[dict]:
+    """Grade ``students`` (default: everyone in submitted/) and return their results."""
+    settings = settings or Settings()
+    course = course if isinstance(course, Course) else Course(course)
+    sources = course.notebooks(assignment)
+    if not sources:
+        raise ValueError(f"no instructor notebook in {course.source}/{assignment}/")
+    with assignment_lock(course, assignment), tempfile.TemporaryDirectory(prefix="cnnbook-grading-") as scratch:
+        scratch = Path(scratch)
+        os.chmod(scratch, 0o711)
+        release = register_assignment(course, assignment, scratch / "release")
+        oracles = {p.name: oracle_for(p, course.oracle_cache(assignment)) for p in sources}
+        public_files = [{"path": str(p), "relative": str(p.relative_to(release))}
+                        for p in release.rglob("*") if p.is_file() and p.suffix != ".ipynb"]
+        students = students if students is not None else course.students(assignment)
+        (scratch / "work").mkdir()
+        os.chmod(scratch / "work", 0o711)
+        jobs = []
+        with gradebook(course) as gb:
+            for student in students:
+                # the gradebook first: if this run dies between the two, neither place shows the old
+                # score as current (export also treats a cleared gradebook entry as "grading")
+                gradebook_mark_grading(gb, assignment, student)
+                mark_grading(course, assignment, student)
+                timestamp, origin = submission_time(course, assignment, student)
+                jobs.append({
+                    "student": student, "assignment": assignment, "timestamp": timestamp, "timestamp_source": origin,
+                    "settings": asdict(settings) | {"scheduler": None}, "scratch": str(scratch / "work"),
+                    "hide": [str(course.root)], "public_files": public_files,
+                    "notebooks": [{"notebook": p.name, "submitted": str(course.submitted(student, assignment) / p.name),
+                                   "release": str(release / p.name), "source": str(p), "oracle": str(oracles[p.name])}
+                                  for p in sources],
+                })
+            results = []
+            for result in _run_jobs(jobs, settings):
+                write_result(course, result)
+                gradebook_write(gb, result)
+                results.append(result)
+                if progress:
+                    progress(result)
+    return sorted(results, key=lambda r: r["student"])
+
+
+# ---------------------------------------------------------------------------------------------
+# feedback and export
+
+
+def generate_feedback(course: Course, assignment: str) -> list[Path]:
+    """nbgrader's HTML feedback for every autograded notebook, plus the grader's report for every student."""
+    written = []
+    if any((course.root / "autograded").glob(f"*/{assignment}/*.ipynb")):
+        process = run_nbgrader(["generate_feedback", assignment, "--force", f"--db={course.db_url}"], course.root)
+        if process.returncode != 0:
+            print(process.stdout + process.stderr, file=sys.stderr)
+    for record_path in sorted(course.records(assignment).glob("*.json")):
+        student = record_path.stem
+        report = course.records(assignment) / f"{student}.md"
+        target = course.root / "feedback" / student / assignment / "feedback.md"
+        if report.exists():
+            atomic_write(target, report.read_text())
+        else:
+            record = json.loads(record_path.read_text())
+            atomic_write(target, f"# Feedback on {assignment} for {student}\n\n- **Status:** "
+                                 f"{STATUS_TEXT.get(record.get('status'), record.get('status'))}\n")
+        written.append(target)
+    return written
+
+
+def export(course: Course, assignment: str, output: Path) -> list[dict]:
+    """A CSV with one row per student: status, score (manual grades included), lateness, review."""
+    rows = []
+    duedate = None
+    scores = {}
+    with gradebook(course) as gb:
+        try:
+            duedate = gb.find_assignment(assignment).duedate
+        except Exception:  # noqa: BLE001
+            duedate = None
+        for submission in gb.assignment_submissions(assignment):
+            cleared = any(g.auto_score is None for nb in submission.notebooks for g in nb.grades
+                          if g.cell.cell_type == "code")
+            scores[submission.student.id] = (submission.score, submission.max_score, submission.needs_manual_grade,
+                                             cleared)
+    students = sorted({p.stem for p in course.records(assignment).glob("*.json")} | set(scores))
+    for student in students:
+        record = read_record(course, assignment, student) or {"status": "grading"}
+        status = record.get("status", "grading")
+        score, max_score, manual, cleared = scores.get(student, (None, None, True, True))
+        if cleared and status not in ("unreadable", "failed"):
+            status = "grading"  # a re-grade started and did not finish: no score is current
+        if status in ("grading", "failed"):
+            score = None
+        late = ""
+        if duedate is not None and record.get("timestamp"):
+            moment = dt.datetime.fromisoformat(record["timestamp"]).astimezone(dt.timezone.utc).replace(tzinfo=None)
+            late = max(0.0, (moment - duedate).total_seconds())
+        rows.append({
+            "student": student, "assignment": assignment, "status": status,
+            "reasons": "; ".join(record.get("reasons", [])),
+            "score": "" if score is None else f"{score:g}", "max_score": "" if max_score is None else f"{max_score:g}",
+            "timestamp": record.get("timestamp", ""), "duedate": duedate.isoformat() if duedate else "",
+            "seconds_late": late if late == "" else f"{late:.0f}",
+            "needs_human": "yes" if status not in ("graded", "partial") else "no",
+            "manual_grading_pending": "yes" if manual else "no",
+        })
+    output = Path(output)
+    buffer = [",".join(rows[0].keys())] if rows else ["student,assignment,status"]
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0].keys()) if rows else ["student"])
+    writer.writeheader()
+    writer.writerows(rows)
+    del buffer
+    atomic_write(output, text.getvalue())
+    return rows

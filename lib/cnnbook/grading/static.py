@@ -1,0 +1,216 @@
+"""What the submitted code says about itself, read by the trusted process (never executed).
+
+Two questions, answered from the syntax tree of the cells the student wrote:
+
+- ``forbidden``: which of the student's functions use a forbidden
+  implementation (``np.correlate``, ``F.conv2d``, ``cnnbook.reference``...),
+  directly or through another of their functions. Import aliases are resolved
+  (``import numpy as np``, ``from torch.nn import functional as F``,
+  ``from scipy.signal import correlate2d as c``). This cannot be patched away
+  at run time, unlike :func:`cnnbook.grading.checks.forbid_calls`.
+- ``tampering``: code that reaches into the grader, the kernel or the
+  interpreter (IPython hooks and transformers, ``showtraceback``,
+  ``sys.excepthook``, builtins, assignments to attributes of imported
+  modules, dynamic imports, ``exec``/``eval``, dunder attributes such as
+  ``__dict__``/``__globals__``). Such a submission is flagged for review.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from .checks import DEFAULT_FORBIDDEN
+
+FORBIDDEN = tuple(DEFAULT_FORBIDDEN) + ("cnnbook.reference", "cnnbook.ops", "torch.nn.Conv1d", "torch.nn.Conv2d",
+                                        "torch.nn.MaxPool2d", "torch.nn.AvgPool2d", "torch.nn.BatchNorm2d",
+                                        "torch.nn.LayerNorm")
+
+# Methods IPython's own input transformer generates for magics and shell escapes.
+MAGIC_METHODS = {"run_line_magic", "run_cell_magic", "system", "getoutput"}
+SUSPICIOUS_NAMES = {
+    "exec": "calls exec()", "eval": "calls eval()", "compile": "calls compile()",
+    "__import__": "imports dynamically with __import__", "globals": "reads globals()",
+    "__builtins__": "touches __builtins__", "setattr": "calls setattr()", "delattr": "calls delattr()",
+    "breakpoint": "calls breakpoint()",
+}
+SUSPICIOUS_MODULES = {
+    "IPython": "imports IPython", "builtins": "imports builtins", "importlib": "imports importlib",
+    "ctypes": "imports ctypes", "inspect": "imports inspect", "gc": "imports gc", "signal": "imports signal",
+    "traceback": "imports traceback", "nbgrader": "imports nbgrader", "nbclient": "imports nbclient",
+    "jupyter_client": "imports jupyter_client", "ipykernel": "imports ipykernel", "pickle": None,
+}
+SUSPICIOUS_ATTRIBUTES = {
+    "input_transformers_post": "installs an IPython input transformer",
+    "input_transformers_cleanup": "installs an IPython input transformer",
+    "input_transformer_manager": "touches IPython's input transformers",
+    "ast_transformers": "installs an IPython AST transformer",
+    "events": "registers IPython event hooks",
+    "showtraceback": "replaces IPython's traceback display",
+    "_showtraceback": "replaces IPython's traceback display",
+    "excepthook": "replaces sys.excepthook",
+    "set_custom_exc": "installs a custom exception handler",
+    "settrace": "installs a trace function", "setprofile": "installs a profile function",
+    "modules": None, "_getframe": "inspects interpreter frames", "f_globals": "inspects interpreter frames",
+    "f_back": "inspects interpreter frames", "register_magic_function": "defines magics",
+}
+ALLOWED_DUNDERS = {"__init__", "__name__", "__doc__", "__len__", "__call__", "__getitem__", "__repr__", "__str__",
+                   "__iter__", "__next__", "__enter__", "__exit__", "__shape__", "__array__", "__qualname__"}
+
+
+@dataclass
+class Report:
+    forbidden: dict[str, list[str]] = field(default_factory=dict)  # function -> forbidden names it uses
+    tampering: list[str] = field(default_factory=list)  # human-readable reasons
+    syntax_errors: list[str] = field(default_factory=list)
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        pass
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return ast.parse(TransformerManager().transform_cell(source))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _dotted(node, aliases: dict[str, str]) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(aliases.get(node.id, node.id))
+        return ".".join(reversed(parts))
+    return None
+
+
+def _is_forbidden(dotted: str) -> str | None:
+    for name in FORBIDDEN:
+        if dotted == name or dotted.startswith(name + "."):
+            return name
+    return None
+
+
+class _Visitor(ast.NodeVisitor):
+    def __init__(self, aliases, report: Report):
+        self.aliases = aliases
+        self.report = report
+        self.used: set[str] = set()  # forbidden dotted names used in the current scope
+        self.names: set[str] = set()  # bare names referenced (calls to other student functions)
+
+    def flag(self, why: str, node) -> None:
+        line = getattr(node, "lineno", "?")
+        self.report.tampering.append(f"{why} (line {line})")
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+            self._module(alias.name, node)
+            hit = _is_forbidden(alias.name)
+            if hit:
+                self.used.add(alias.name)
+
+    def visit_ImportFrom(self, node):
+        module = node.module or ""
+        self._module(module, node)
+        for alias in node.names:
+            full = f"{module}.{alias.name}"
+            self.aliases[alias.asname or alias.name] = full
+            if _is_forbidden(full):
+                self.used.add(full)
+
+    def _module(self, module: str, node):
+        top = module.split(".")[0]
+        why = SUSPICIOUS_MODULES.get(top)
+        if why:
+            self.flag(why, node)
+
+    def visit_Name(self, node):
+        self.names.add(node.id)
+        if node.id in SUSPICIOUS_NAMES:
+            self.flag(SUSPICIOUS_NAMES[node.id], node)
+        if node.id == "get_ipython":
+            self.flag("uses get_ipython()", node)
+        dotted = self.aliases.get(node.id)
+        if dotted and _is_forbidden(dotted):
+            self.used.add(dotted)
+
+    def visit_Attribute(self, node):
+        dotted = _dotted(node, self.aliases)
+        if dotted and _is_forbidden(dotted):
+            self.used.add(dotted)
+        why = SUSPICIOUS_ATTRIBUTES.get(node.attr)
+        if why:
+            self.flag(why, node)
+        if dotted in ("sys.modules",):
+            self.flag("touches sys.modules", node)
+        if node.attr.startswith("__") and node.attr.endswith("__") and node.attr not in ALLOWED_DUNDERS:
+            self.flag(f"uses the special attribute {node.attr}", node)
+        # an assignment to an attribute of an imported module: np.testing.assert_allclose = ...
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            root = node
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and (root.id in self.aliases or root.id in {"np", "numpy", "torch"}):
+                self.flag(f"replaces {dotted or node.attr}, which belongs to an imported module", node)
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        # get_ipython().run_line_magic(...) is what IPython makes of `%magic`: allowed.
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr in MAGIC_METHODS and isinstance(func.value, ast.Call)
+                and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython"):
+            for arg in node.args:
+                self.visit(arg)
+            return
+        # getattr(np, "corr" + "elate"): a name the syntax tree cannot see
+        if (isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2
+                and not (isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str))):
+            self.flag("looks up an attribute by a computed name (getattr)", node)
+        self.generic_visit(node)
+
+
+def analyse(sources: list[str]) -> Report:
+    """Analyse the cells a student wrote, in notebook order."""
+    report = Report()
+    aliases: dict[str, str] = {}
+    functions: dict[str, tuple[set[str], set[str]]] = {}  # name -> (forbidden used, names referenced)
+    module_level_forbidden: set[str] = set()
+    for number, source in enumerate(sources):
+        tree = _parse(source)
+        if tree is None:
+            report.syntax_errors.append(f"cell {number}")
+            continue
+        for node in tree.body:
+            visitor = _Visitor(aliases, report)
+            visitor.visit(node)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                functions[node.name] = (set(visitor.used), set(visitor.names))
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)) and visitor.used:
+                # conv = np.correlate; helper = F.conv2d
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        functions[target.id] = (set(visitor.used), set())
+                module_level_forbidden |= visitor.used
+            elif not isinstance(node, (ast.Import, ast.ImportFrom)):
+                module_level_forbidden |= visitor.used
+    # a function is tainted if it uses a forbidden name or calls a tainted function
+    tainted = {name: set(used) for name, (used, _) in functions.items() if used}
+    changed = True
+    while changed:
+        changed = False
+        for name, (_, referenced) in functions.items():
+            for other in referenced & set(tainted):
+                if other != name and not tainted[other] <= tainted.get(name, set()):
+                    tainted.setdefault(name, set()).update(tainted[other])
+                    changed = True
+    report.forbidden = {name: sorted(used) for name, used in tainted.items()}
+    # keep each reason once, in order
+    report.tampering = list(dict.fromkeys(report.tampering))
+    return report
