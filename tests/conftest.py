@@ -59,3 +59,16 @@ def built_book():
     result = subprocess.run(["make", "-s", "book"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, f"make book failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     return HTML
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests use tiny tensors: one torch thread avoids thread-pool start-up and
+    contention on a busy 2-core CI machine (measured 10x faster there). Speed is
+    measured in benchmarks/, never here."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -10,13 +10,6 @@ import torch
 import cnnbook.ops as ops
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The shapes here are tiny: extra threads only add OpenMP start-up and contention on a shared CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _zeros(*shape, dtype=torch.float32):

@@ -12,13 +12,6 @@ from cnnbook.gradcheck import tolerance, worst_element
 FLOAT64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The shapes here are tiny: extra threads only add OpenMP start-up and contention on a shared CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 # name -> (build(layers), input shape); ``layers`` is torch.nn or cnnbook.ops.
 LAYERS = {

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnbook.reference.conv as conv_module
+from helpers import assert_close
 from cnnbook.gradcheck import check_gradient, numeric_gradient, tolerance, worst_element
 from cnnbook.reference import (
     col2im,
@@ -31,23 +32,10 @@ from cnnbook.reference import (
 from cnnbook.shapes import conv_output_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one torch thread avoids thread-pool overhead on a busy 2-core CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 # ------------------------------------------------------------------ helpers
 
 
-def assert_close(name, actual, expected, dtype="float64"):
-    """Relative error within the project's tolerance for ``dtype``, with the worst element in the message."""
-    assert actual is not None, f"{name}: got None"
-    assert np.asarray(actual).shape == tuple(expected.shape), f"{name}: shape {np.shape(actual)} vs {tuple(expected.shape)}"
-    report = worst_element(actual, expected)
-    assert report.error <= tolerance(dtype), f"{name}: {report}"
 
 
 def torch_reference(op, arrays, dout_seed=1, **settings):

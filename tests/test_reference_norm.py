@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from helpers import assert_close
 from cnnbook.gradcheck import check_gradient, numeric_gradient, rel_error, tolerance, worst_element
 from cnnbook.reference import (
     BatchNormState,
@@ -34,14 +35,6 @@ DTYPES = ["float64", "float32"]
 TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32}
 
 
-def assert_close(name: str, actual, expected, dtype="float64", tol=None):
-    """Fail with the worst element and the relative error, never a bare assert."""
-    actual, expected = (v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                        for v in (actual, expected))
-    tol = tolerance(dtype) if tol is None else tol
-    # atleast_1d: worst_element cannot index 0-d arrays (scalar losses).
-    report = worst_element(np.atleast_1d(actual), np.atleast_1d(expected))
-    assert report.error <= tol, f"{name} ({dtype}): {report} (tolerance {tol:g})"
 
 
 def torch_leaf(array) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import assert_close
 from cnnbook.gradcheck import tolerance, worst_element
 from cnnbook.reference import (
     AdamState,
@@ -28,14 +29,6 @@ DTYPES = ["float64", "float32"]
 NUM_STEPS = 5
 
 
-def assert_close(name: str, actual, expected, dtype="float64", tol=None):
-    """Fail with the worst element and the relative error, never a bare assert."""
-    actual, expected = (v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                        for v in (actual, expected))
-    tol = tolerance(dtype) if tol is None else tol
-    # atleast_1d: worst_element cannot index 0-d arrays.
-    report = worst_element(np.atleast_1d(actual), np.atleast_1d(expected))
-    assert report.error <= tol, f"{name} ({dtype}): {report} (tolerance {tol:g})"
 
 
 def torch_trajectory(optimizer_class, w0, gradients, **hyperparameters):

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnbook.reference.pool as pool_module
+from helpers import assert_close
 from cnnbook.gradcheck import check_gradient, numeric_gradient, tolerance, worst_element
 from cnnbook.reference import (
     adaptive_avgpool2d_backward,
@@ -28,19 +29,8 @@ from cnnbook.reference import (
 from cnnbook.shapes import pool_output_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one torch thread avoids thread-pool overhead on a busy 2-core CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
-def assert_close(name, actual, expected, dtype="float64"):
-    assert np.asarray(actual).shape == tuple(expected.shape), f"{name}: shape {np.shape(actual)} vs {tuple(expected.shape)}"
-    report = worst_element(actual, expected)
-    assert report.error <= tolerance(dtype), f"{name}: {report}"
 
 
 def torch_reference(op, x, *args, **kwargs):

@@ -37,13 +37,6 @@ from cnnbook.shapes import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one torch thread avoids thread-pool overhead on a busy 2-core CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 # ------------------------------------------------------------- output sizes
 
