@@ -31,8 +31,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
+# One BLAS/OpenMP thread per kernel unless you say otherwise: the chapters train
+# tiny models, for which extra threads cost more than they give (and a busy
+# 2-core machine slowed them tenfold).
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --builder html $(BOOK_FLAGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/jupyter-book build . --builder html $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
 # Debian packages some tests need (browser, database, sandbox): installed when missing.
