@@ -33,9 +33,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 # One BLAS/OpenMP thread per kernel unless you say otherwise: the chapters train
 # tiny models, for which extra threads cost more than they give (and a busy
-# 2-core machine slowed them tenfold).
+# 2-core machine slowed them tenfold). Progress bars redraw at most once a
+# minute, so the static page shows a bar's first and final state, not every step.
 book: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/jupyter-book build . --builder html $(BOOK_FLAGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} TQDM_MININTERVAL=$${TQDM_MININTERVAL:-60} \
+		$(BIN)/jupyter-book build . --builder html $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
 # Debian packages some tests need (browser, database, sandbox): installed when missing.

@@ -162,7 +162,9 @@ def test_autograde_round_trip(tmp_path, assignment, monkeypatch):
 
     result = run_nbgrader(["generate_feedback", assignment, "--force"], course)
     assert result.returncode == 0, result.stdout + result.stderr
-    secret = set().union(*(protected_lines(read(p)) for p in notebooks_of(assignment)))
+    # hidden tests only: the feedback shows each student's own code, and a correct
+    # submission's code is the solution
+    secret = set().union(*(protected_lines(read(p), kinds=("hidden",)) for p in notebooks_of(assignment)))
     feedback_files = list((course / "feedback").rglob("*.html"))
     assert len(feedback_files) == 2 * len(notebooks_of(assignment))
     for feedback in feedback_files:

@@ -145,7 +145,7 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 epochs_without_improvement += 1
-        bar.set_postfix(postfix)
+        bar.set_postfix(postfix, refresh=False)  # drawn with the next update, not twice an epoch
         if scheduler is not None:
             scheduler.step()
         if patience is not None and epochs_without_improvement >= patience:

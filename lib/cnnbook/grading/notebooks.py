@@ -34,33 +34,34 @@ def nbgrader_meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def _split(source: str) -> tuple[list[str], list[str]]:
-    """Lines inside any marked region, and lines outside all of them."""
-    inside, outside, depth = [], [], 0
-    begins = {begin for begin, _ in MARKERS.values()}
-    ends = {end for _, end in MARKERS.values()}
+def _split(source: str, kinds: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Lines inside a marked region of one of ``kinds``, and all other lines (markers dropped)."""
+    inside, outside, open_kind = [], [], None
     for line in source.splitlines():
         stripped = line.strip()
-        if any(stripped.startswith(b) for b in begins):
-            depth += 1
-            continue
-        if any(stripped.startswith(e) for e in ends):
-            depth = max(0, depth - 1)
-            continue
-        (inside if depth else outside).append(line)
+        begun = [kind for kind, (begin, _) in MARKERS.items() if stripped.startswith(begin)]
+        ended = [kind for kind, (_, end) in MARKERS.items() if stripped.startswith(end)]
+        if begun:
+            open_kind = begun[0]
+        elif ended:
+            open_kind = None
+        else:
+            (inside if open_kind in kinds else outside).append(line)
     return inside, outside
 
 
-def protected_lines(source_nb) -> set[str]:
-    """Lines of solutions and hidden tests that appear nowhere else in the notebook.
+def protected_lines(source_nb, kinds: tuple[str, ...] = ("solution", "hidden")) -> set[str]:
+    """Lines of solutions and/or hidden tests that appear nowhere else in the notebook.
 
-    A student version or a feedback file that contains any of them leaks
-    instructor-only text. Very short lines (``return out``, ``else:``) are
-    ignored because they are not evidence of a leak.
+    kinds: which regions to collect, ``"solution"`` and/or ``"hidden"``.
+    A student version that contains any of them leaks instructor-only text; so
+    does feedback that contains a hidden-test line (feedback legitimately shows
+    the student's own code, which may match the solution). Very short lines
+    (``return out``, ``else:``) are ignored because they are not evidence of a leak.
     """
     inside, outside = set(), set()
     for cell in source_nb.cells:
-        cell_inside, cell_outside = _split(cell.source)
+        cell_inside, cell_outside = _split(cell.source, kinds)
         inside.update(line.strip() for line in cell_inside)
         outside.update(line.strip() for line in cell_outside)
     return {line for line in inside - outside if len(line) >= 12}
