@@ -189,8 +189,19 @@ def browser():
 
 def open_page(driver, url: str) -> tuple[str, list[str]]:
     """Load a page, wait for MathJax; return the MathJax status and the console errors."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get_log("browser")  # drop what earlier pages logged
     driver.get(url)
+    # The site's root index.html is a meta-refresh redirect: wait until the page
+    # that stays has loaded (the scripts below need its document.body).
+    WebDriverWait(driver, 90).until(
+        lambda d: d.execute_script(
+            "return document.readyState === 'complete' && document.body !== null"
+            " && !document.querySelector('meta[http-equiv=\"refresh\" i]')"
+        ),
+        f"{url} did not finish loading",
+    )
     status = driver.execute_async_script(JS_WAIT_FOR_MATHJAX)
     errors = [
         f"{e['level']}: {e['message']}"
