@@ -176,7 +176,8 @@ def test_conv2d_chunked_paths_match_torch(rng, monkeypatch):
     """Real layers are processed a few images (or channels) at a time; force many uneven chunks here."""
     # One image's columns: C * KH * KW * H_out * W_out float64 = 4 * 9 * 36 * 8 bytes; 2 images per chunk: 2, 2, 1.
     monkeypatch.setattr(conv_module, "COLUMNS_CHUNK_BYTES", 2 * 4 * 9 * 36 * 8)
-    monkeypatch.setattr(conv_module, "DEPTHWISE_CHUNK_BYTES", 2 * 8 * 8 * 8)  # 2 padded images per chunk
+    # 3 padded 8x8 float64 planes per chunk: 20 (image, channel) planes in chunks of 3, 3, ..., 2
+    monkeypatch.setattr(conv_module, "DEPTHWISE_CHUNK_BYTES", 3 * 8 * 8 * 8)
     x, w, b = random_conv_inputs(rng, (5, 4, 6, 6), (3, 4, 3, 3))
     check_conv2d_against_torch(x, w, b, padding=1)
     x, w, b = random_conv_inputs(rng, (5, 4, 6, 6), (8, 1, 3, 3))

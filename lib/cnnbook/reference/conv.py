@@ -385,77 +385,87 @@ def _fold_add(columns, padded, stride, dilation) -> None:
 
 
 #: How many bytes of padded input the depthwise convolution processes at a
-#: time (a few images of one channel), so that its buffers stay in the CPU cache.
-DEPTHWISE_CHUNK_BYTES = 256 * 2**10
+#: time (a few hundred (image, channel) planes), so that its buffers stay in
+#: the CPU cache while each NumPy call still has enough work to be efficient.
+DEPTHWISE_CHUNK_BYTES = 1 * 2**20
 
 
 def _depthwise_forward(x, w, out_size, stride, padding, dilation):
     """groups == C: each channel has its own filters, so there is no large matrix product to build.
 
-    A per-tap multiply-accumulate (KH * KW vectorised operations) beats both
-    im2col (C tiny matrix products per image) and loops over pixels.
+    A per-tap multiply-accumulate (KH * KW vectorised operations over many
+    (image, channel) planes at once, each plane scaled by its own filter tap)
+    beats both im2col (C tiny matrix products per image) and loops over pixels.
     """
     if stride[0] != stride[1]:
         return _depthwise_strided_forward(x, w, out_size, stride, padding, dilation)
     plan = _FlatDepthwise(x.shape, w.shape, stride[0], padding, dilation, x.dtype)
-    out = np.empty((x.shape[0], w.shape[0]) + tuple(out_size), dtype=x.dtype)
+    # out viewed as (planes, multiplier, H_out, W_out): plane n*C + c feeds filters c*m .. c*m + m - 1
+    out = np.empty((plan.planes, plan.multiplier) + tuple(out_size), dtype=x.dtype)
     total = np.empty((plan.chunk, plan.length), dtype=x.dtype)
-    for channel, images in plan.chunks():
-        padded = plan.padded(x, channel, images)
-        for out_channel in plan.filters(channel):
-            _accumulate_taps(padded, w[out_channel, 0].ravel(), plan, total[: padded.shape[0]])
-            out[images, out_channel] = plan.as_image(total[: padded.shape[0]])
-    return out
+    for rows in plan.chunks():
+        padded = plan.padded(x, rows)
+        for j in range(plan.multiplier):
+            _accumulate_taps(padded, plan.taps(w, rows, j), plan, total[: padded.shape[0]])
+            out[rows, j] = plan.as_image(total[: padded.shape[0]])
+    return out.reshape((x.shape[0], w.shape[0]) + tuple(out_size))
 
 
 def _depthwise_backward(dout, x, w, stride, padding, dilation):
     if stride[0] != stride[1]:
         return _depthwise_strided_backward(dout, x, w, stride, padding, dilation)
     plan = _FlatDepthwise(x.shape, w.shape, stride[0], padding, dilation, x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)
-    dw = np.zeros((w.shape[0], w.shape[2] * w.shape[3]), dtype=x.dtype)
+    dout_planes = dout.reshape((plan.planes, plan.multiplier) + dout.shape[2:])
+    dx = np.empty((plan.planes, plan.height, plan.width), dtype=x.dtype)
+    # d(loss)/d(tap) of every plane; summed over the images at the end
+    dtaps = np.empty((plan.planes, plan.multiplier, len(plan.shifts)), dtype=x.dtype)
     # dout laid out like the forward's flat output; the thrown-away positions stay zero.
     dout_flat = np.zeros((plan.chunk, plan.length), dtype=x.dtype)
     dpadded = np.empty((plan.chunk, plan.padded_size[0] * plan.padded_size[1]), dtype=x.dtype)
     scratch = np.empty((plan.chunk, plan.length), dtype=x.dtype)
-    for channel, images in plan.chunks():
-        padded = plan.padded(x, channel, images)
+    for rows in plan.chunks():
+        padded = plan.padded(x, rows)
         count = padded.shape[0]
         dpadded[:count] = 0
-        for out_channel in plan.filters(channel):
-            plan.as_image(dout_flat[:count])[...] = dout[images, out_channel]
+        for j in range(plan.multiplier):
+            plan.as_image(dout_flat[:count])[...] = dout_planes[rows, j]
+            taps = plan.taps(w, rows, j)
             for tap, shift in enumerate(plan.shifts):
                 window = plan.window(shift)
-                dw[out_channel, tap] += np.einsum("rl,rl->", dout_flat[:count], padded[:, window])
-                np.multiply(dout_flat[:count], w[out_channel, 0].flat[tap], out=scratch[:count])
+                dtaps[rows, j, tap] = np.einsum("rl,rl->r", dout_flat[:count], padded[:, window])
+                np.multiply(dout_flat[:count], taps[:, tap : tap + 1], out=scratch[:count])
                 dpadded[:count, window] += scratch[:count]
-        dx[images, channel] = plan.interior(dpadded[:count])
-    return dx, dw.reshape(w.shape)
+        dx[rows] = plan.interior(dpadded[:count])
+    batch, channels = x.shape[:2]
+    dw = dtaps.reshape(batch, channels * plan.multiplier, len(plan.shifts)).sum(axis=0)
+    return dx.reshape(x.shape), dw.reshape(w.shape).astype(x.dtype, copy=False)
 
 
 def _accumulate_taps(padded, taps, plan, total) -> None:
-    """``total = sum_t taps[t] * padded[:, window of tap t]``; each tap's weight is a scalar."""
+    """``total[r] = sum_t taps[r, t] * padded[r, window of tap t]``: one weight per plane and tap."""
     scratch = plan.scratch[: total.shape[0]]
     for tap, shift in enumerate(plan.shifts):
         product = total if tap == 0 else scratch
-        np.multiply(padded[:, plan.window(shift)], taps[tap], out=product)
+        np.multiply(padded[:, plan.window(shift)], taps[:, tap : tap + 1], out=product)
         if tap:
             total += scratch
 
 
 class _FlatDepthwise:
-    """Depthwise convolution on flattened padded images, one channel and a few images at a time.
+    """Depthwise convolution on flattened padded planes, many (image, channel) planes at a time.
 
-    With a padded channel flattened to one row of length H_p * W_p, output pixel
-    (i, j) reads, for tap (kh, kw), position ``stride * (i * W_p + j) + shift`` with
-    ``shift = kh * dilation * W_p + kw * dilation``: every tap is one (strided)
-    slice of the row, and one tap of one channel has one scalar weight. These
-    long slices make NumPy's element-wise loops fast; the positions with
-    j >= W_out are computed and thrown away.
+    The input is viewed as ``N * C`` planes (plane ``n * C + c`` is channel c of
+    image n). With a padded plane flattened to one row of length H_p * W_p,
+    output pixel (i, j) reads, for tap (kh, kw), position
+    ``stride * (i * W_p + j) + shift`` with ``shift = kh * dilation * W_p + kw * dilation``:
+    every tap is one (strided) slice of the rows, and one tap of one plane has
+    one scalar weight. These long slices make NumPy's element-wise loops fast;
+    the positions with j >= W_out are computed and thrown away.
     """
 
     def __init__(self, x_shape, w_shape, stride, padding, dilation, dtype):
         self.batch, self.channels, self.height, self.width = x_shape
+        self.planes = self.batch * self.channels
         self.multiplier = w_shape[0] // self.channels
         self.stride, self.padding = stride, padding
         self.padded_size = (self.height + 2 * padding[0], self.width + 2 * padding[1])
@@ -466,31 +476,36 @@ class _FlatDepthwise:
         self.shifts = [
             kh * dilation[0] * pitch + kw * dilation[1] for kh in range(kernel[0]) for kw in range(kernel[1])
         ]
-        image_bytes = self.padded_size[0] * pitch * np.dtype(dtype).itemsize
-        self.chunk = int(max(1, min(self.batch, DEPTHWISE_CHUNK_BYTES // image_bytes)))
+        plane_bytes = self.padded_size[0] * pitch * np.dtype(dtype).itemsize
+        self.chunk = int(max(1, min(self.planes, DEPTHWISE_CHUNK_BYTES // plane_bytes)))
         self.padded_rows = np.zeros((self.chunk,) + self.padded_size, dtype=dtype)
         self.scratch = np.empty((self.chunk, self.length), dtype=dtype)
+        self._plane_taps = None
 
     def chunks(self):
-        """Yield ``(channel, images)``, images a slice of the batch."""
-        for channel in range(self.channels):
-            for start in range(0, self.batch, self.chunk):
-                yield channel, slice(start, min(self.batch, start + self.chunk))
+        """Yield slices of the N * C planes."""
+        for start in range(0, self.planes, self.chunk):
+            yield slice(start, min(self.planes, start + self.chunk))
 
-    def filters(self, channel: int) -> range:
-        return range(channel * self.multiplier, (channel + 1) * self.multiplier)
+    def taps(self, w, rows: slice, j: int) -> np.ndarray:
+        """(planes in ``rows``, KH * KW): filter j of each plane's channel, tap by tap."""
+        if self._plane_taps is None:
+            per_channel = w.reshape(self.channels, self.multiplier, -1)
+            # plane n * C + c uses channel c's filters: tile over the images once
+            self._plane_taps = np.tile(per_channel, (self.batch, 1, 1))
+        return self._plane_taps[rows, j]
 
     def window(self, shift: int) -> slice:
         """The positions of a flat padded row that the tap at ``shift`` reads, one per (flat) output."""
         return slice(shift, shift + self.stride * (self.length - 1) + 1, self.stride)
 
-    def padded(self, x, channel: int, images: slice) -> np.ndarray:
-        """x[images, channel], zero-padded and flattened to (n, H_p * W_p), in a reused buffer."""
+    def padded(self, x, rows: slice) -> np.ndarray:
+        """Planes ``rows`` of x, zero-padded and flattened to (n, H_p * W_p), in a reused buffer."""
         pad_h, pad_w = self.padding
-        rows = x[images, channel]
-        buffer = self.padded_rows[: rows.shape[0]]
-        buffer[:, pad_h : pad_h + self.height, pad_w : pad_w + self.width] = rows
-        return buffer.reshape(rows.shape[0], -1)
+        planes = x.reshape(self.planes, self.height, self.width)[rows]
+        buffer = self.padded_rows[: planes.shape[0]]
+        buffer[:, pad_h : pad_h + self.height, pad_w : pad_w + self.width] = planes
+        return buffer.reshape(planes.shape[0], -1)
 
     def as_image(self, flat: np.ndarray) -> np.ndarray:
         """View (n, length) as (n, H_out, W_out), skipping the thrown-away positions."""
@@ -498,9 +513,9 @@ class _FlatDepthwise:
         return as_strided(flat, (flat.shape[0],) + self.out_size, (flat.strides[0], self.padded_size[1] * step, step))
 
     def interior(self, flat_padded: np.ndarray) -> np.ndarray:
-        images = flat_padded.reshape((flat_padded.shape[0],) + self.padded_size)
+        planes = flat_padded.reshape((flat_padded.shape[0],) + self.padded_size)
         pad_h, pad_w = self.padding
-        return images[:, pad_h : pad_h + self.height, pad_w : pad_w + self.width]
+        return planes[:, pad_h : pad_h + self.height, pad_w : pad_w + self.width]
 
 
 def _depthwise_strided_forward(x, w, out_size, stride, padding, dilation):
