@@ -150,3 +150,22 @@ def describe_machine(torch, threads: int, device: str) -> str:
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {os.cpu_count()} cores visible"
     return (f"torch {torch.__version__}, NumPy {np.__version__} ({blas}), {where}, "
             f"threads = {threads} (torch.set_num_threads and the BLAS variables)")
+
+
+def start(description: str, title: str):
+    """The common start of every benchmark's ``main``.
+
+    In the parent process: re-launch once per thread setting and return None.
+    In the child: fix the thread count, print the table heading and return
+    ``(args, torch, threads, device, repeats, sync)`` where ``sync`` waits for the GPU
+    (None on the CPU).
+    """
+    args = parse_args(description)
+    if relaunch_per_thread_setting(args):
+        return None
+    torch, threads = setup_child(args)
+    device, repeats = args.device, default_repeats(args)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    print(f"\n### {title}, {describe_machine(torch, threads, device)}; median of {repeats} interleaved rounds "
+          "after 1 warm-up")
+    return args, torch, threads, device, repeats, sync

@@ -19,17 +19,13 @@ import tracemalloc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _harness import (  # noqa: E402
-    default_repeats,
-    describe_machine,
     geometric_mean,
     interleaved_medians,
     median_time,
     milliseconds,
-    parse_args,
     print_table,
     ratio,
-    relaunch_per_thread_setting,
-    setup_child,
+    start,
 )
 
 # (label, (N, C, H, W), F, kernel, stride, padding, groups)
@@ -53,20 +49,16 @@ MiB = 2**20
 
 
 def main() -> None:
-    args = parse_args(__doc__)
-    if relaunch_per_thread_setting(args):
+    started = start(__doc__, "Convolution")
+    if started is None:
         return
-    torch, threads = setup_child(args)
+    args, torch, threads, device, repeats, sync = started
     import numpy as np
     import torch.nn.functional as F
 
     import cnnbook.ops as ops
     from cnnbook import reference
 
-    device, repeats = args.device, default_repeats(args)
-    sync = torch.cuda.synchronize if device == "cuda" else None
-    print(f"\n### Convolution, {describe_machine(torch, threads, device)}; median of {repeats} interleaved rounds "
-          "after 1 warm-up")
     rng = np.random.default_rng(0)
 
     for dtype_name in args.dtype:

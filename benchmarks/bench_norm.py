@@ -15,35 +15,27 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _harness import (  # noqa: E402
-    default_repeats,
-    describe_machine,
     interleaved_medians,
     milliseconds,
-    parse_args,
     print_table,
     ratio,
-    relaunch_per_thread_setting,
-    setup_child,
+    start,
 )
 
 SHAPES = [(64, 64, 32, 32), (8, 64, 56, 56), (8, 256, 14, 14), (64, 128, 16, 16)]
 
 
 def main() -> None:
-    args = parse_args(__doc__)
-    if relaunch_per_thread_setting(args):
+    started = start(__doc__, "Batch norm")
+    if started is None:
         return
-    torch, threads = setup_child(args)
+    args, torch, threads, device, repeats, sync = started
     import numpy as np
     import torch.nn.functional as F
 
     import cnnbook.ops as ops
     from cnnbook import reference
 
-    device, repeats = args.device, default_repeats(args)
-    sync = torch.cuda.synchronize if device == "cuda" else None
-    print(f"\n### Batch norm, {describe_machine(torch, threads, device)}; median of {repeats} interleaved rounds "
-          "after 1 warm-up")
     rng = np.random.default_rng(0)
     for dtype_name in args.dtype:
         rows = []
