@@ -65,20 +65,26 @@ def _float_dtype(*arrays) -> np.dtype:
     return dtype
 
 
+def _conv_arrays(x, w, b, groups, op: str, x_layout: str, w_layout: str):
+    """The checks every 2-D convolution starts with: 4-D x and w, a positive int groups."""
+    x, w = np.asarray(x), np.asarray(w)
+    b = None if b is None else np.asarray(b)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: x must have shape {x_layout}, got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: w must have shape {w_layout}, got shape {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    return x, w, b
+
+
 def _check_conv2d(x, w, b, stride, padding, dilation, groups, op: str):
     """Validate conv2d arguments; return arrays in one dtype and the normalised settings.
 
     Every message names the shapes involved, so a student sees at once which
     argument is wrong.
     """
-    x, w = np.asarray(x), np.asarray(w)
-    b = None if b is None else np.asarray(b)
-    if x.ndim != 4:
-        raise ValueError(f"{op}: x must have shape (N, C, H, W), got shape {x.shape}")
-    if w.ndim != 4:
-        raise ValueError(f"{op}: w must have shape (F, C // groups, KH, KW), got shape {w.shape}")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    x, w, b = _conv_arrays(x, w, b, groups, op, "(N, C, H, W)", "(F, C // groups, KH, KW)")
     stride = _pair(stride, "stride", op, 1)
     padding = _pair(padding, "padding", op, 0)
     dilation = _pair(dilation, "dilation", op, 1)
@@ -726,14 +732,7 @@ def _transpose_out_size(x_shape, kernel, stride, padding, output_padding, dilati
 
 
 def _check_conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups, op: str):
-    x, w = np.asarray(x), np.asarray(w)
-    b = None if b is None else np.asarray(b)
-    if x.ndim != 4:
-        raise ValueError(f"{op}: x must have shape (N, C_in, H, W), got shape {x.shape}")
-    if w.ndim != 4:
-        raise ValueError(f"{op}: w must have shape (C_in, C_out // groups, KH, KW), got shape {w.shape}")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    x, w, b = _conv_arrays(x, w, b, groups, op, "(N, C_in, H, W)", "(C_in, C_out // groups, KH, KW)")
     stride = _pair(stride, "stride", op, 1)
     padding = _pair(padding, "padding", op, 0)
     output_padding = _pair(output_padding, "output_padding", op, 0)
