@@ -77,3 +77,30 @@ def test_patience_needs_validation_data():
     model = nn.Linear(1, 1)
     with pytest.raises(ValueError, match="needs a val_loader"):
         train.fit(model, [], torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, patience=2)
+
+
+def test_seed_everything_repeats_every_generator_and_leaves_the_environment_alone(monkeypatch):
+    """PYTHONHASHSEED only acts when an interpreter starts: setting it at run time would pretend a fix."""
+    import random
+
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    draws = []
+    for _ in range(2):
+        train.seed_everything(7)
+        draws.append((random.random(), np.random.rand(), torch.rand(1).item(),
+                      [batch[1].tolist() for batch in data.make_loader(np.zeros((6, 1)), np.arange(6), 2,
+                                                                       shuffle=True)]))
+    assert draws[0] == draws[1]
+    assert "PYTHONHASHSEED" not in __import__("os").environ
+
+
+def test_predict_takes_tensors_on_the_model_device(device):
+    """A CUDA tensor cannot go through np.asarray (the old code's first step): predict takes tensors as they are.
+
+    The CPU case passed before the fix too; the CUDA case is the one that failed."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).to(device)
+    images = torch.randn(10, 1, 2, 2, device=device, requires_grad=True)
+    expected = model(images).argmax(dim=1).cpu().numpy()
+    np.testing.assert_array_equal(train.predict(model, images, batch_size=3), expected)
+    np.testing.assert_array_equal(train.predict(model, images.detach().cpu().numpy()), expected)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnbook.gradcheck import TOLERANCE, check_gradient, numeric_gradient, rel_error, tolerance, worst_element
+from cnnbook.gradcheck import TOLERANCES, check_gradient, numeric_gradient, rel_error, tolerance, worst_element
 from cnnbook.grading import CheckFailed, ForbiddenCall, check_close, check_shape, forbid_calls
 
 
@@ -24,9 +24,13 @@ def test_rel_error_rejects_mismatched_shapes():
 
 
 def test_tolerance_is_defined_once():
-    assert tolerance(np.float64) == TOLERANCE["float64"] == tolerance(torch.float64)
-    assert tolerance("float32") == TOLERANCE["float32"] == tolerance(torch.float32)
-    with pytest.raises(ValueError, match="no tolerance"):
+    assert tolerance(np.float64) == TOLERANCES["exact"]["float64"] == tolerance(torch.float64)
+    assert tolerance("float32") == TOLERANCES["exact"]["float32"] == tolerance(torch.float32)
+    assert tolerance(torch.bfloat16) > tolerance(torch.float16) > tolerance(torch.float32)
+    assert tolerance("float64", "gradient") == TOLERANCES["gradient"]["float64"]
+    with pytest.raises(ValueError, match="no tolerance level 'loose'"):
+        tolerance("float64", "loose")
+    with pytest.raises(ValueError, match="no .exact. tolerance defined for dtype"):
         tolerance(np.int8)
 
 

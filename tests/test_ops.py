@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnbook.ops as ops
-from cnnbook.gradcheck import tolerance, worst_element
+from helpers import assert_close
 
 DTYPES = [torch.float64, torch.float32]
 
@@ -27,11 +27,6 @@ DTYPES = [torch.float64, torch.float32]
 def _tensor(rng, shape, dtype, device="cpu", requires_grad=True) -> torch.Tensor:
     values = torch.from_numpy(rng.standard_normal(shape)).to(dtype=dtype, device=device)
     return values.requires_grad_(requires_grad)
-
-
-def assert_close(actual, expected, dtype, what: str) -> None:
-    report = worst_element(actual, expected)
-    assert report.error <= tolerance(dtype), f"{what}: {report} (tolerance {tolerance(dtype):g})"
 
 
 def check_against_torch(ours, theirs, inputs, rng, device, dtype) -> None:
@@ -44,14 +39,14 @@ def check_against_torch(ours, theirs, inputs, rng, device, dtype) -> None:
     expected = theirs(*on_cpu)
     actual = ours(*on_device)
     assert actual.device.type == torch.device(device).type and actual.dtype == dtype
-    assert_close(actual, expected, dtype, "forward")
+    assert_close("forward", actual, expected, dtype)
     dout = torch.from_numpy(rng.standard_normal(tuple(expected.shape))).to(dtype)
     wanted = [i for i, t in enumerate(on_cpu) if t is not None and t.requires_grad]
     expected_grads = torch.autograd.grad(expected, [on_cpu[i] for i in wanted], dout)
     actual_grads = torch.autograd.grad(actual, [on_device[i] for i in wanted], dout.to(device))
     for i, got, want in zip(wanted, actual_grads, expected_grads):
         assert got.shape == want.shape, f"gradient of input {i}: shape {tuple(got.shape)} != {tuple(want.shape)}"
-        assert_close(got, want, dtype, f"gradient of input {i}")
+        assert_close(f"gradient of input {i}", got, want, dtype)
 
 
 # --------------------------------------------------------------------------- conv2d
@@ -244,8 +239,8 @@ def test_batch_norm2d_training_matches_torch_and_updates_running_stats(affine, d
         device,
         dtype,
     )
-    assert_close(ours_stats[0], torch_stats[0], dtype, "running_mean")
-    assert_close(ours_stats[1], torch_stats[1], dtype, "running_var")
+    assert_close("running_mean", ours_stats[0], torch_stats[0], dtype)
+    assert_close("running_var", ours_stats[1], torch_stats[1], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -304,10 +299,10 @@ def test_dropout_is_inverted_dropout_with_rate_p(p, device):
     out = ops.dropout(x, p, generator=torch.Generator(device=device).manual_seed(0))
     kept = out != 0
     assert abs(1 - kept.double().mean().item() - p) < 0.01, "the fraction dropped should be close to p"
-    assert_close(out[kept], x[kept] / (1 - p), torch.float64, "survivors are scaled by 1 / (1 - p)")
+    assert_close("survivors are scaled by 1 / (1 - p)", out[kept], x[kept] / (1 - p), torch.float64)
     dout = torch.randn(x.shape, dtype=torch.float64, device=device)
     (dx,) = torch.autograd.grad(out, [x], dout)
-    assert_close(dx, dout * kept / (1 - p), torch.float64, "dropout backward")
+    assert_close("dropout backward", dx, dout * kept / (1 - p), torch.float64)
 
 
 def test_dropout_generator_makes_masks_reproducible_and_eval_is_identity(device):

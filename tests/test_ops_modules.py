@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import cnnbook.ops as ops
-from cnnbook.gradcheck import tolerance, worst_element
+from helpers import assert_close
 
 FLOAT64 = torch.float64
 
@@ -30,12 +30,6 @@ LAYERS = {
     "ReLU": (lambda L: L.ReLU(), (2, 3, 4)),
     "Dropout-eval": (lambda L: L.Dropout(0.5).eval(), (2, 3, 4)),
 }
-
-
-def assert_close(actual, expected, what: str, dtype=FLOAT64) -> None:
-    # reshape(-1): also compares 0-d tensors such as num_batches_tracked.
-    report = worst_element(actual.reshape(-1), expected.reshape(-1))
-    assert report.error <= tolerance(dtype), f"{what}: {report}"
 
 
 def twins(build, seed: int = 0):
@@ -69,16 +63,16 @@ def test_layer_initialises_like_torch_and_loads_its_state_dict(name, device):
         x = torch.randn(shape, dtype=FLOAT64, requires_grad=True)
         x_device = x.detach().to(device).requires_grad_()
         expected, actual = theirs(x), ours(x_device)
-        assert_close(actual, expected, f"{name} ({mode}) output")
+        assert_close(f"{name} ({mode}) output", actual, expected)
         dout = torch.randn(expected.shape, dtype=FLOAT64)
         expected.backward(dout)
         actual.backward(dout.to(device))
-        assert_close(x_device.grad, x.grad, f"{name} ({mode}) input gradient")
+        assert_close(f"{name} ({mode}) input gradient", x_device.grad, x.grad)
         for (key, theirs_parameter), ours_parameter in zip(theirs.named_parameters(), ours.parameters()):
-            assert_close(ours_parameter.grad, theirs_parameter.grad, f"{name} ({mode}) gradient of {key}")
+            assert_close(f"{name} ({mode}) gradient of {key}", ours_parameter.grad, theirs_parameter.grad)
             theirs_parameter.grad, ours_parameter.grad = None, None
         for key, value in theirs.state_dict().items():
-            assert_close(ours.state_dict()[key], value, f"{name} ({mode}) buffer {key}")
+            assert_close(f"{name} ({mode}) buffer {key}", ours.state_dict()[key], value)
 
 
 def tiny_cnn(layers) -> nn.Sequential:
@@ -121,9 +115,9 @@ def test_tiny_cnn_trains_and_matches_torch_nn_step_by_step(device):
     ours.to(device)
     expected = _train(theirs, images, labels, steps=20)
     actual = _train(ours, images.to(device), labels.to(device), steps=20)
-    assert_close(torch.tensor(actual), torch.tensor(expected), "loss at every step")
+    assert_close("loss at every step", torch.tensor(actual), torch.tensor(expected))
     for key, value in theirs.state_dict().items():
-        assert_close(ours.state_dict()[key], value, f"after training, {key}")
+        assert_close(f"after training, {key}", ours.state_dict()[key], value)
     assert actual[-1] < 0.6 * actual[0], f"loss should fall by 40% over 20 steps: {actual[0]:.4f} -> {actual[-1]:.4f}"
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "TOLERANCE",
+    "TOLERANCES",
     "tolerance",
     "rel_error",
     "worst_element",
@@ -20,15 +20,32 @@ __all__ = [
     "check_gradient",
 ]
 
-#: The tolerances on :func:`rel_error`, stated once for the whole project.
-#: float64 results must agree with an independent implementation to 1e-9;
-#: float32 results, which carry about 7 significant digits and accumulate
-#: round-off over sums of thousands of terms, to 1e-5.
-TOLERANCE = {"float64": 1e-9, "float32": 1e-5}
+#: Every tolerance on :func:`rel_error` in the project, by level and dtype, stated once.
+#:
+#: - ``"exact"``: one computation against an independent implementation of the
+#:   same math (our NumPy reference or torch op against ``torch.nn.functional``).
+#:   float64 carries 16 digits, so 1e-9 leaves room for different summation
+#:   orders over millions of terms; float32 (7 digits) 1e-5. float16 (11-bit
+#:   mantissa, unit round-off 4.9e-4) and bfloat16 (8 bits, 3.9e-3) get about
+#:   ten units of round-off, since the two sides round every intermediate
+#:   result differently.
+#: - ``"gradient"``: an analytic gradient against central differences with
+#:   ``h = 1e-6`` in float64, whose truncation and round-off errors are about
+#:   1e-8 relative for a correct gradient; 1e-6 leaves room for kinks.
+#: - ``"grading"``: a student's answer against the instructor's (visible checks
+#:   and the grader): float64 arithmetic in another order than the solution's,
+#:   as loose as ``"exact"`` but no looser, so a wrong formula never passes.
+TOLERANCES = {
+    "exact": {"float64": 1e-9, "float32": 1e-5, "float16": 5e-3, "bfloat16": 4e-2},
+    "gradient": {"float64": 1e-6},
+    "grading": {"float64": 1e-9},
+}
 
 
-def tolerance(dtype) -> float:
-    """The :data:`TOLERANCE` for a NumPy or torch dtype (or its name)."""
+def tolerance(dtype="float64", level: str = "exact") -> float:
+    """The :data:`TOLERANCES` entry for a level and a NumPy or torch dtype (or its name)."""
+    if level not in TOLERANCES:
+        raise ValueError(f"no tolerance level {level!r}; known: {sorted(TOLERANCES)}")
     if hasattr(dtype, "is_floating_point"):  # a torch dtype such as torch.float32
         name = str(dtype).replace("torch.", "")
     else:
@@ -37,9 +54,11 @@ def tolerance(dtype) -> float:
         except TypeError:
             name = str(dtype)
     try:
-        return TOLERANCE[name]
+        return TOLERANCES[level][name]
     except KeyError:
-        raise ValueError(f"no tolerance defined for dtype {dtype!r}; known: {sorted(TOLERANCE)}") from None
+        raise ValueError(
+            f"no {level!r} tolerance defined for dtype {dtype!r}; known: {sorted(TOLERANCES[level])}"
+        ) from None
 
 
 def _as_float_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +71,11 @@ def _as_float_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_numpy(value):
-    """Accept NumPy arrays, Python numbers and torch tensors (on any device)."""
+    """Accept NumPy arrays, Python numbers and torch tensors (on any device, in any dtype:
+    float16 and bfloat16, which NumPy lacks or cannot take from torch, arrive as float64)."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        return (value.double() if value.is_floating_point() else value).numpy()
     return value
 
 
@@ -142,13 +163,13 @@ def numeric_gradient(f, x: np.ndarray, dout: np.ndarray, h: float = 1e-6) -> np.
     return grad
 
 
-def check_gradient(name: str, analytic, numeric, tol: float = 1e-6) -> ErrorReport:
+def check_gradient(name: str, analytic, numeric, tol: float | None = None) -> ErrorReport:
     """Compare an analytic gradient with a numeric one; raise ``AssertionError`` naming the worst element.
 
-    Central differences with ``h = 1e-6`` in float64 agree with a correct
-    analytic gradient to about 1e-8 relative error, hence the default ``tol``.
+    tol defaults to the ``"gradient"`` level of :data:`TOLERANCES`.
     Returns the :class:`ErrorReport` when the check passes.
     """
+    tol = tolerance("float64", "gradient") if tol is None else tol
     report = worst_element(analytic, numeric)
     if not report.error <= tol:
         raise AssertionError(f"gradient {name}: {report} (tolerance {tol:g})")

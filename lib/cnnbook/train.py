@@ -8,7 +8,6 @@ on the CPU or on CUDA: the caller picks the device, the loop moves each batch.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -24,12 +23,26 @@ __all__ = ["seed_everything", "default_device", "History", "evaluate", "fit", "p
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) and ask cuDNN for deterministic kernels."""
+    """Seed every random generator a chapter uses, so a run repeats exactly on the same machine.
+
+    What it fixes: Python's :mod:`random`, NumPy's global generator, torch's CPU
+    generator and every CUDA device's, and cuDNN's choice of algorithm
+    (``cudnn.deterministic``, no benchmarking). Data loaders that shuffle draw
+    from torch's generator, so their order repeats too.
+
+    What it does not fix: the hashing of ``str`` and ``bytes`` (set order),
+    which Python randomizes when the interpreter *starts* (only a
+    ``PYTHONHASHSEED`` set before start-up fixes it; setting it from here would
+    have no effect, so this function does not pretend to); CUDA kernels that add
+    with atomics in varying order (``torch.use_deterministic_algorithms(True)``
+    makes them raise instead); and results across different hardware, library
+    versions or thread counts, which differ in the last bits of float
+    arithmetic.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
 
@@ -157,9 +170,12 @@ def fit(
 
 @torch.no_grad()
 def predict(model: nn.Module, images, device=None, batch_size: int = 256) -> np.ndarray:
-    """Predicted class of each image: images (N, C, H, W) array or tensor -> (N,) int64."""
+    """Predicted class of each image: images (N, C, H, W) array or tensor (on any device) -> (N,) int64 array.
+
+    The batches run on ``device`` (default: where the model's parameters are).
+    """
     device = device or next(model.parameters()).device
     model.eval()
-    images = torch.as_tensor(np.asarray(images))
+    images = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
     outputs = [model(images[i : i + batch_size].to(device)).argmax(dim=1).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(outputs).numpy()

@@ -55,13 +55,13 @@ def check_close(name: str, actual, expected, tol: float | None = None, hint: str
     value as a partial score, so a returned relative error (about 1e-16) would
     turn a passing check into zero points.
 
-    The tolerance defaults to :data:`cnnbook.gradcheck.TOLERANCE` for float64.
+    The tolerance defaults to the ``"grading"`` level of :data:`cnnbook.gradcheck.TOLERANCES`.
     ``hint`` is appended to the message (for example "did you flip the kernel?").
     """
     actual_array = _as_array(name, actual)
     expected_array = np.asarray(expected, dtype=np.float64)
     check_shape(name, actual_array, expected_array.shape)
-    tol = tolerance("float64") if tol is None else tol
+    tol = tolerance("float64", "grading") if tol is None else tol
     report = worst_element(actual_array, expected_array)
     if not report.error <= tol:
         message = f"{name}: {report} (tolerance {tol:g})"

@@ -108,7 +108,7 @@ def record(source_path: Path, outdir: Path) -> dict:
 
     def check_close(name, actual, expected, tol=None, hint=""):
         if state["cell"] is not None:
-            used = tolerance("float64") if tol is None else float(tol)
+            used = tolerance("float64", "grading") if tol is None else float(tol)
             cells[state["cell"]]["tol"] = max(cells[state["cell"]]["tol"], used)
         return original_check_close(name, actual, expected, tol=tol, hint=hint)
 
@@ -186,7 +186,7 @@ def record(source_path: Path, outdir: Path) -> dict:
         if not cell["calls"]:
             cell["trusted"] = False
             cell.setdefault("why", "the test calls no function the student writes")
-        cell["tol"] = 2 * (cell["tol"] or tolerance("float64"))
+        cell["tol"] = 2 * (cell["tol"] or tolerance("float64", "grading"))
     summary = {"format": FORMAT, "notebook": source_path.name, "cells": cells}
     (outdir / "oracle.json").write_text(json.dumps(summary, indent=1))
     return summary

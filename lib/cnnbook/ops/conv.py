@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .amp import autocast_off, autocast_policy
 from .geometry import Window, make_window, pair, require_4d, require_same_kind, symmetric_padding
 
 __all__ = ["conv2d", "Conv2dFunction", "DepthwiseConv2dFunction", "im2col", "col2im", "conv_padding"]
@@ -165,6 +166,7 @@ class Conv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("lower")
     def forward(ctx, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         shape = _check_conv(x, w, b, stride, padding, dilation, groups)
         window = shape.window
@@ -184,6 +186,7 @@ class Conv2dFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x, w = ctx.saved_tensors
@@ -216,6 +219,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("lower")
     def forward(ctx, x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
         shape = _check_conv(x, w, b, stride, padding, dilation, groups)
         if groups != shape.in_channels:
@@ -241,6 +245,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x, w = ctx.saved_tensors

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from .amp import autocast_off, autocast_policy
 from .geometry import require_same_kind
 
 __all__ = ["relu", "dropout", "linear", "ReLUFunction", "DropoutFunction", "LinearFunction"]
@@ -21,12 +22,14 @@ class ReLUFunction(torch.autograd.Function):
     """ReLU. x: any shape -> out: same shape; ``dx = dout * (out > 0)``."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         out = x.clamp_min(0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         (out,) = ctx.saved_tensors
@@ -41,6 +44,7 @@ class DropoutFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x, p, generator=None):
         uniform = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
@@ -49,6 +53,7 @@ class DropoutFunction(torch.autograd.Function):
         return x * scaled_mask
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         (scaled_mask,) = ctx.saved_tensors
@@ -63,6 +68,7 @@ class LinearFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("lower")
     def forward(ctx, x, w, b=None):
         _check_linear(x, w, b)
         out = x @ w.T
@@ -73,6 +79,7 @@ class LinearFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x, w = ctx.saved_tensors

@@ -23,6 +23,7 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from .amp import LOW_PRECISION, autocast_off, autocast_policy
 from .geometry import require_4d, require_same_kind
 
 __all__ = ["batch_norm2d", "layer_norm", "BatchNorm2dFunction", "LayerNormFunction"]
@@ -35,10 +36,39 @@ def _per_channel(values: torch.Tensor) -> torch.Tensor:
     return values.view(1, -1, 1, 1)
 
 
-def _check_batch_norm(x, running_mean, running_var, weight, bias, training):
+def _compute_dtype(op: str, x: torch.Tensor, **params) -> torch.dtype:
+    """The dtype the statistics are computed in, after checking that ``x`` and the parameters can meet.
+
+    Normally ``x`` and every parameter (``None`` skipped) share one dtype and one
+    device, and the arithmetic runs in it. A float16/bfloat16 ``x`` is normalized
+    in float32 instead (sums of thousands of low-precision terms lose too many
+    digits), and its parameters may then be in its dtype or in float32, as under
+    ``torch.autocast`` after a low-precision convolution. Outputs and gradients
+    come back in the dtype of the tensor they belong to, as in ``torch.nn.functional``.
+    """
+    present = {name: t for name, t in params.items() if t is not None}
+    if x.dtype not in LOW_PRECISION:
+        require_same_kind(op, x=x, **present)
+        return x.dtype
+    odd = {name: t for name, t in present.items() if t.dtype not in (x.dtype, torch.float32) or t.device != x.device}
+    if odd:
+        listing = ", ".join(f"{name}: {t.dtype} on {t.device}" for name, t in present.items())
+        raise ValueError(
+            f"{op}: with x in {x.dtype} on {x.device}, the parameters must be in {x.dtype} or torch.float32 on "
+            f"{x.device}; got {listing}"
+        )
+    return torch.float32
+
+
+def _as(dtype: torch.dtype, *tensors):
+    """Each tensor (``None`` kept) in ``dtype``."""
+    return tuple(None if t is None else t.to(dtype) for t in tensors)
+
+
+def _check_batch_norm(x, running_mean, running_var, weight, bias, training) -> torch.dtype:
     op = "batch_norm2d"
     require_4d(x, op)
-    require_same_kind(op, x=x, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    dtype = _compute_dtype(op, x, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     channels = x.shape[1]
     for name, tensor in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                          ("bias", bias)):
@@ -54,6 +84,20 @@ def _check_batch_norm(x, running_mean, running_var, weight, bias, training):
         )
     if not training and (running_mean is None or running_var is None):
         raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var")
+    return dtype
+
+
+def _affine(x_hat: torch.Tensor, weight, bias) -> torch.Tensor:
+    """``weight * x_hat + bias`` (either may be None) as a *new* tensor.
+
+    Never ``x_hat`` itself: it is saved for the backward, and returning it would
+    let an in-place op downstream (``nn.ReLU(inplace=True)``) overwrite it.
+    """
+    if weight is not None and bias is not None:
+        return torch.addcmul(bias, x_hat, weight)
+    if weight is not None:
+        return x_hat * weight
+    return x_hat + bias if bias is not None else x_hat.clone()
 
 
 class BatchNorm2dFunction(torch.autograd.Function):
@@ -65,64 +109,73 @@ class BatchNorm2dFunction(torch.autograd.Function):
     where the variance folded into ``running_var`` is the *unbiased* one
     (``M / (M - 1)`` times the biased, ``M = N H W``). training=False: normalize
     with the running statistics; the layer is then a per-channel affine map.
+    A float16/bfloat16 ``x`` is normalized in float32 (see :func:`_compute_dtype`).
     """
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                 eps=1e-5):
-        _check_batch_norm(x, running_mean, running_var, weight, bias, training)
+        compute = _check_batch_norm(x, running_mean, running_var, weight, bias, training)
         ctx.training = training
+        ctx.dtypes = tuple(None if t is None else t.dtype for t in (x, weight, bias))
+        x, weight_c, bias_c = _as(compute, x, weight, bias)
         if not training:
             # A per-channel affine map: out = x * scale + shift, one pass over x.
-            inv_std = torch.rsqrt(running_var + eps)
-            scale = inv_std if weight is None else inv_std * weight
-            shift = -running_mean * scale if bias is None else bias - running_mean * scale
-            ctx.save_for_backward(x, running_mean.clone(), inv_std, scale)
-            return torch.addcmul(_per_channel(shift), x, _per_channel(scale))
+            mean, var = _as(compute, running_mean, running_var)
+            inv_std = torch.rsqrt(var + eps)
+            scale = inv_std if weight_c is None else inv_std * weight_c
+            shift = -mean * scale if bias_c is None else bias_c - mean * scale
+            ctx.save_for_backward(x, mean.clone(), inv_std, scale)
+            return torch.addcmul(_per_channel(shift), x, _per_channel(scale)).to(ctx.dtypes[0])
         var, mean = torch.var_mean(x, dim=_CHANNELS, correction=0)
         count = x.numel() // x.shape[1]
         if running_mean is not None:
-            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
         if running_var is not None:
-            running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / (count - 1))
+            running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum * count / (count - 1))
         inv_std = torch.rsqrt(var + eps)
         x_hat = (x - _per_channel(mean)).mul_(_per_channel(inv_std))
-        if weight is not None and bias is not None:
-            out = torch.addcmul(_per_channel(bias), x_hat, _per_channel(weight))
-        elif weight is not None:
-            out = x_hat * _per_channel(weight)
-        else:
-            out = x_hat if bias is None else x_hat + _per_channel(bias)
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        return out
+        ctx.save_for_backward(x_hat, inv_std, weight_c)
+        return _affine(x_hat, None if weight_c is None else _per_channel(weight_c),
+                       None if bias_c is None else _per_channel(bias_c)).to(ctx.dtypes[0])
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         need_dx, _, _, need_dweight, need_dbias = ctx.needs_input_grad[:5]
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        dout = dout.to(ctx.saved_tensors[1].dtype)  # the compute dtype: float32 for a float16/bfloat16 x
         dbias = dout.sum(dim=_CHANNELS)
         if not ctx.training:
             x, mean, inv_std, scale = ctx.saved_tensors
             dweight = (dout * (x - _per_channel(mean))).sum(dim=_CHANNELS).mul_(inv_std) if need_dweight else None
             dx = dout * _per_channel(scale) if need_dx else None
-            return dx, None, None, dweight, dbias if need_dbias else None, None, None, None
-        x_hat, inv_std, weight = ctx.saved_tensors
-        dweight = (dout * x_hat).sum(dim=_CHANNELS)
-        dx = None
-        if need_dx:
-            # dx_hat = weight * dout, so mean(dx_hat) = weight * dbias / M, mean(dx_hat x_hat) = weight * dweight / M.
-            count = dout.numel() // dout.shape[1]
-            scale = inv_std if weight is None else inv_std * weight
-            centered = dout - _per_channel(dbias / count) - x_hat * _per_channel(dweight / count)
-            dx = centered.mul_(_per_channel(scale))
-        return (dx, None, None, dweight if need_dweight else None, dbias if need_dbias else None, None, None, None)
+        else:
+            x_hat, inv_std, weight = ctx.saved_tensors
+            dweight = (dout * x_hat).sum(dim=_CHANNELS)
+            dx = None
+            if need_dx:
+                # dx_hat = weight * dout, so mean(dx_hat) = weight * dbias / M, mean(dx_hat x_hat) = weight * dweight / M.
+                count = dout.numel() // dout.shape[1]
+                scale = inv_std if weight is None else inv_std * weight
+                centered = dout - _per_channel(dbias / count) - x_hat * _per_channel(dweight / count)
+                dx = centered.mul_(_per_channel(scale))
+        return (_cast_if(need_dx, dx, x_dtype), None, None, _cast_if(need_dweight, dweight, weight_dtype),
+                _cast_if(need_dbias, dbias, bias_dtype), None, None, None)
 
 
-def _check_layer_norm(x, normalized_shape, weight, bias) -> tuple[int, ...]:
+def _cast_if(needed: bool, grad, dtype):
+    """The gradient in its input's dtype when autograd asked for it, else None."""
+    return grad.to(dtype) if needed and grad is not None else None
+
+
+def _check_layer_norm(x, normalized_shape, weight, bias) -> tuple[tuple[int, ...], torch.dtype]:
     op = "layer_norm"
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
-    require_same_kind(op, x=x, weight=weight, bias=bias)
+    dtype = _compute_dtype(op, x, weight=weight, bias=bias)
     shape = (int(normalized_shape),) if isinstance(normalized_shape, int) else tuple(int(s) for s in normalized_shape)
     if not shape or len(shape) > x.dim() or tuple(x.shape[x.dim() - len(shape):]) != shape:
         raise ValueError(
@@ -131,7 +184,7 @@ def _check_layer_norm(x, normalized_shape, weight, bias) -> tuple[int, ...]:
     for name, tensor in (("weight", weight), ("bias", bias)):
         if tensor is not None and tuple(tensor.shape) != shape:
             raise ValueError(f"{op}: {name} must have shape normalized_shape = {shape}, got {tuple(tensor.shape)}")
-    return shape
+    return shape, dtype
 
 
 class LayerNormFunction(torch.autograd.Function):
@@ -140,26 +193,30 @@ class LayerNormFunction(torch.autograd.Function):
     Each sample (each index into the leading ``*`` dimensions) is normalized
     with its own mean and biased variance over the trailing ``normalized_shape``
     dimensions; nothing is kept between calls, so training and evaluation agree.
+    A float16/bfloat16 ``x`` is normalized in float32 (see :func:`_compute_dtype`);
+    under CUDA autocast the whole op runs in float32, autocast's rule for ``F.layer_norm``.
     """
 
     @staticmethod
+    @autocast_policy("float32 on cuda")
     def forward(ctx, x, normalized_shape, weight=None, bias=None, eps=1e-5):
-        shape = _check_layer_norm(x, normalized_shape, weight, bias)
+        shape, compute = _check_layer_norm(x, normalized_shape, weight, bias)
+        ctx.dtypes = tuple(None if t is None else t.dtype for t in (x, weight, bias))
+        x, weight_c, bias_c = _as(compute, x, weight, bias)
         dims = tuple(range(x.dim() - len(shape), x.dim()))
         var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
         inv_std = torch.rsqrt(var + eps)
         x_hat = (x - mean).mul_(inv_std)
-        out = x_hat if weight is None else x_hat * weight
-        if bias is not None:
-            out = out + bias if out is x_hat else out.add_(bias)
-        ctx.save_for_backward(x_hat, inv_std, weight)
+        ctx.save_for_backward(x_hat, inv_std, weight_c)
         ctx.dims = dims
-        return out
+        return _affine(x_hat, weight_c, bias_c).to(ctx.dtypes[0])
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x_hat, inv_std, weight = ctx.saved_tensors
+        dout = dout.to(x_hat.dtype)
         dims = ctx.dims
         need_dx, _, need_dweight, need_dbias = ctx.needs_input_grad[:4]
         leading = tuple(range(dout.dim() - len(dims)))
@@ -173,7 +230,9 @@ class LayerNormFunction(torch.autograd.Function):
             mean_dx_hat = dx_hat.mean(dim=dims, keepdim=True)
             mean_projection = (dx_hat * x_hat).mean(dim=dims, keepdim=True)
             dx = (dx_hat - mean_dx_hat).sub_(x_hat * mean_projection).mul_(inv_std)
-        return dx, None, dweight, dbias, None
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        return (_cast_if(need_dx, dx, x_dtype), None, _cast_if(need_dweight, dweight, weight_dtype),
+                _cast_if(need_dbias, dbias, bias_dtype), None)
 
 
 def batch_norm2d(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .amp import autocast_off, autocast_policy
 from .geometry import Window, make_window, pair, require_4d, symmetric_padding
 
 __all__ = [
@@ -65,6 +66,7 @@ class MaxPool2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         window = _pool_window("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
         out = None
@@ -75,6 +77,7 @@ class MaxPool2dFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x, out = ctx.saved_tensors
@@ -83,18 +86,20 @@ class MaxPool2dFunction(torch.autograd.Function):
         (n, c, padded_h, padded_w), (sh, sw), (dh, dw), (oh, ow) = (
             padded.shape, window.stride, window.dilation, window.out)
         # For every window, the flat offset (in its padded (Hp, Wp) plane) of the first tap equal to the
-        # maximum. Kept in x's dtype (exact below 2**24 entries per plane): float arithmetic is the
-        # fastest elementwise path, much faster than boolean masks and integer fills.
-        hit = torch.empty_like(out)
-        unclaimed = torch.ones_like(out)
-        offset = torch.zeros_like(out)
+        # maximum. Float arithmetic is the fastest elementwise path (much faster than boolean masks and
+        # integer fills), but the offsets must be exact: float16/bfloat16 hold integers exactly only up to
+        # 2**11 / 2**8, so they are counted in float32 (exact below 2**24 entries per plane) or float64.
+        index_dtype = torch.float64 if out.dtype == torch.float64 else torch.float32
+        hit = torch.empty(out.shape, dtype=index_dtype, device=out.device)
+        unclaimed = torch.ones_like(hit)
+        offset = torch.zeros_like(hit)
         for (_, tap), (i, j) in zip(_taps(padded, window), window.taps):
             torch.eq(tap, out, out=hit)
             hit.mul_(unclaimed)
             offset.add_(hit, alpha=i * dh * padded_w + j * dw)
             unclaimed.sub_(hit)
-        rows = torch.arange(oh, device=out.device, dtype=out.dtype) * (sh * padded_w)
-        columns = torch.arange(ow, device=out.device, dtype=out.dtype) * sw
+        rows = torch.arange(oh, device=out.device, dtype=index_dtype) * (sh * padded_w)
+        columns = torch.arange(ow, device=out.device, dtype=index_dtype) * sw
         index = offset.add_(rows[:, None] + columns[None, :]).to(torch.int64)
         dpadded = torch.zeros((n * c, padded_h * padded_w), dtype=dout.dtype, device=dout.device)
         dpadded.scatter_add_(1, index.view(n * c, oh * ow), dout.reshape(n * c, oh * ow))
@@ -126,6 +131,7 @@ class AvgPool2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                 divisor_override=None):
         window = _pool_window("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
@@ -142,6 +148,7 @@ class AvgPool2dFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         (divisor,) = ctx.saved_tensors
@@ -194,6 +201,7 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x, output_size):
         require_4d(x, "adaptive_avg_pool2d")
         out_h, out_w = _adaptive_size(output_size, x)
@@ -203,6 +211,7 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
         return rows @ x @ columns.T
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         rows, columns = ctx.saved_tensors
@@ -220,12 +229,14 @@ class GlobalAvgPool2dFunction(torch.autograd.Function):
     """Global average pooling. x: (N, C, H, W) -> out: (N, C), the mean of each channel's ``H x W`` map."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         require_4d(x, "global_avg_pool2d")
         ctx.x_shape = x.shape
         return x.mean(dim=(2, 3))
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         n, c, h, w = ctx.x_shape
