@@ -28,7 +28,7 @@ from cnnbook.grading.notebooks import fill_solutions, nbgrader_meta, read
 from cnnbook.grading.release import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebooks,
-              pytest.mark.skipif(not sandbox.available(), reason="needs bubblewrap (tools/system-packages.txt)")]
+              pytest.mark.usefixtures("bubblewrap")]
 
 ASSIGNMENT = "conv_basics"
 SOURCE = REPO_ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"

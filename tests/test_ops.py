@@ -126,12 +126,20 @@ def test_conv2d_property_matches_torch(configuration, seed, bias):
     )
 
 
-def test_conv2d_skips_gradients_nobody_asked_for(rng):
-    x = _tensor(rng, (2, 3, 6, 6), torch.float64, requires_grad=False)
+def test_conv2d_skips_gradients_nobody_asked_for(rng, monkeypatch):
+    """With x not requiring grad, the backward never runs col2im (the dx half of the work)."""
+    calls = []
+    original = ops.conv.col2im
+    monkeypatch.setattr(ops.conv, "col2im", lambda *args: calls.append(1) or original(*args))
     weight = _tensor(rng, (4, 3, 3, 3), torch.float64)
-    out = ops.conv2d(x, weight, None, padding=1)
-    (dweight,) = torch.autograd.grad(out, [weight], torch.ones_like(out))
-    assert dweight.shape == weight.shape and x.grad is None
+    for x_requires_grad, expected_calls in ((False, 0), (True, 1)):
+        calls.clear()
+        x = _tensor(rng, (2, 3, 6, 6), torch.float64, requires_grad=x_requires_grad)
+        out = ops.conv2d(x, weight, None, padding=1)
+        inputs = [x, weight] if x_requires_grad else [weight]
+        grads = torch.autograd.grad(out, inputs, torch.randn(out.shape, dtype=torch.float64))
+        assert len(calls) == expected_calls, f"x.requires_grad={x_requires_grad}: col2im ran {len(calls)} times"
+        assert grads[-1].shape == weight.shape
 
 
 # --------------------------------------------------------------------------- pooling

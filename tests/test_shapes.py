@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchvision
 import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import given
@@ -403,7 +404,6 @@ def test_summarize_transposed_conv_macs():
     ],
 )
 def test_summarize_torchvision_parameter_counts(name, expected_params):
-    torchvision = pytest.importorskip("torchvision")
     # On the meta device the layers get shapes but no memory and no initialisation: fast.
     with torch.device("meta"):
         model = getattr(torchvision.models, name)(weights=None)
@@ -413,7 +413,6 @@ def test_summarize_torchvision_parameter_counts(name, expected_params):
 
 
 def test_summarize_resnet18_macs():
-    torchvision = pytest.importorskip("torchvision")
     with torch.device("meta"):
         model = torchvision.models.resnet18(weights=None)
     summary = summarize(model, (1, 3, 224, 224), device="meta")
