@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 import torch
-import torchvision
 import torch.nn as nn
 import torch.nn.functional as F
-from hypothesis import given
+import torchvision
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cnnbook.shapes import (
@@ -30,11 +30,13 @@ from cnnbook.shapes import (
     describe_conv_fit,
     linear_macs,
     linear_params,
+    pair,
     pool_output_size,
     receptive_field,
     same_padding,
     same_padding_pair,
     summarize,
+    window_output_size,
 )
 
 
@@ -116,10 +118,10 @@ def test_exact_size_and_fit():
 
 
 def test_describe_conv_fit_text():
-    assert describe_conv_fit(7, 3, stride=3) == "N=7, F=3, stride 3 gives (7 - 3)/3 + 1 = 2.33: does not fit"
-    assert describe_conv_fit(7, 3, stride=2) == "N=7, F=3, stride 2 gives (7 - 3)/2 + 1 = 3: fits"
-    assert describe_conv_fit(32, 3, padding=1) == "N=32, F=3, padding 1, stride 1 gives (32 + 2*1 - 3)/1 + 1 = 32: fits"
-    assert describe_conv_fit(9, 3, dilation=2).startswith("N=9, F=3, dilation 2 (spans 5), stride 1 gives (9 - 5)/1 + 1 = 5")
+    assert describe_conv_fit(7, 3, stride=3) == "H=7, K=3, stride 3 gives (7 - 3)/3 + 1 = 2.33: does not fit"
+    assert describe_conv_fit(7, 3, stride=2) == "H=7, K=3, stride 2 gives (7 - 3)/2 + 1 = 3: fits"
+    assert describe_conv_fit(32, 3, padding=1) == "H=32, K=3, padding 1, stride 1 gives (32 + 2*1 - 3)/1 + 1 = 32: fits"
+    assert describe_conv_fit(9, 3, dilation=2).startswith("H=9, K=3, dilation 2 (spans 5), stride 1 gives (9 - 5)/1 + 1 = 5")
     assert "larger than the padded input" in describe_conv_fit(3, 5)
 
 
@@ -426,3 +428,32 @@ def test_summarize_meta_matches_cpu():
         meta_model = _simple_cnn()
     meta = summarize(meta_model, (2, 3, 32, 32), device="meta")
     assert cpu.rows == meta.rows
+
+
+@given(
+    size=st.integers(1, 20), kernel=st.integers(1, 5), stride=st.integers(1, 4),
+    before=st.integers(0, 2), after=st.integers(0, 2), dilation=st.integers(1, 3), ceil_mode=st.booleans(),
+)
+def test_window_output_size_is_torchs_rule(size, kernel, stride, before, after, dilation, ceil_mode):
+    """The one output-size formula, against PyTorch: conv2d (floor, asymmetric padding) and max-pool (ceil)."""
+    span = dilation * (kernel - 1) + 1
+    assume(span <= size + before + after)
+    x = torch.zeros(1, 1, 1, size + before + after)  # asymmetric padding applied by hand
+    expected = torch.nn.functional.conv2d(x, torch.zeros(1, 1, 1, kernel), stride=stride, dilation=(1, dilation))
+    assert window_output_size(size, kernel, stride, (before, after), dilation) == expected.shape[-1]
+    if 2 * before <= kernel and dilation == 1:
+        pooled = torch.nn.functional.max_pool2d(torch.zeros(1, 1, 1, size), (1, kernel), (1, stride), (0, before),
+                                                ceil_mode=ceil_mode)
+        assert window_output_size(size, kernel, stride, before, 1, ceil_mode) == pooled.shape[-1]
+
+
+def test_pair_parses_ints_and_pairs_and_names_what_is_wrong():
+    assert pair(3, "stride", 1) == (3, 3) and pair((2, 5), "stride", 1) == (2, 5)
+    assert pair(np.int64(2), "padding") == (2, 2)
+    with pytest.raises(ValueError, match=r"conv2d: stride must be >= 1, got 0"):
+        pair(0, "stride", 1, "conv2d")
+    with pytest.raises(ValueError, match=r"padding must be an int or a pair of ints \(along H, along W\)"):
+        pair((1, 2, 3), "padding")
+    for bad in (True, 1.5, "2"):
+        with pytest.raises(ValueError, match="kernel_size must be an int"):
+            pair(bad, "kernel_size", 1)

@@ -1,9 +1,14 @@
 """Shape arithmetic for convolutional networks: output sizes, parameters, MACs, receptive fields.
 
-Symbols as in the book: an input of size N (along one axis), a kernel (filter)
-of size F, padding P, stride S, dilation D. The window of a dilated kernel spans
-``D * (F - 1) + 1`` input positions (its *effective* size), and a convolution
-gives ``floor((N + 2P - D(F - 1) - 1) / S) + 1`` outputs, PyTorch's rule.
+Symbols as in the book, one meaning each: along one axis an input of size H
+(or W), a kernel of size K, padding P, stride S, dilation D (N is the batch
+size, C the channels, F the number of filters). The window of a dilated kernel
+spans ``D * (K - 1) + 1`` input positions (its *effective* size), and a
+convolution gives ``floor((H + 2P - D(K - 1) - 1) / S) + 1`` outputs, PyTorch's rule.
+
+This module is the one home of that formula (:func:`window_output_size`) and
+of the int-or-pair argument parser (:func:`pair`): the NumPy reference, the
+torch ops and the chapters all call these two.
 
 Counting conventions:
 
@@ -26,6 +31,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
+    "pair",
+    "window_output_size",
     "conv_output_size",
     "conv_output_size_exact",
     "conv_fits",
@@ -50,26 +57,54 @@ __all__ = [
 # ------------------------------------------------------------------ checks
 
 
-def _int(name: str, value, minimum: int) -> int:
+def _int(name: str, value, minimum: int, op: str = "") -> int:
     """``value`` as an int (NumPy integers welcome), or ``ValueError`` naming it; bools and floats are refused."""
+    prefix = f"{op}: " if op else ""
     try:
         if isinstance(value, bool):
             raise TypeError
         value = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})") from None
+        raise ValueError(f"{prefix}{name} must be an int, got {value!r} ({type(value).__name__})") from None
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{prefix}{name} must be >= {minimum}, got {value}")
     return value
 
 
-def _pair(name: str, value, minimum: int) -> tuple[int, int]:
+def pair(value, name: str, minimum: int = 0, op: str = "") -> tuple[int, int]:
+    """An int or an ``(along H, along W)`` pair of ints, each ``>= minimum``, as a pair: 3 -> (3, 3).
+
+    name, op: named in the ``ValueError`` raised for anything else (a bool, a
+    float, a triple, a value below ``minimum``), e.g. ``"conv2d: stride must be >= 1, got 0"``.
+    """
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (height, width), got {value!r}")
-        return _int(name, value[0], minimum), _int(name, value[1], minimum)
-    value = _int(name, value, minimum)
+            prefix = f"{op}: " if op else ""
+            raise ValueError(f"{prefix}{name} must be an int or a pair of ints (along H, along W), got {value!r}")
+        return _int(name, value[0], minimum, op), _int(name, value[1], minimum, op)
+    value = _int(name, value, minimum, op)
     return value, value
+
+
+def window_output_size(size: int, kernel: int, stride: int = 1, padding=0, dilation: int = 1,
+                       ceil_mode: bool = False) -> int:
+    """How many positions a window takes along one axis: ``floor((H + P_before + P_after - D(K - 1) - 1) / S) + 1``.
+
+    The one implementation of the output-size formula (convolution, pooling, the
+    NumPy reference and the torch ops call it). padding: an int for both sides or
+    ``(before, after)``. ``ceil_mode`` rounds up instead, and then the last
+    window must start inside the input or its leading padding (PyTorch's rule
+    for pooling). No checks: the result is < 1 when the window does not fit;
+    :func:`conv_output_size` and :func:`pool_output_size` check their arguments first.
+    """
+    before, after = (padding, padding) if isinstance(padding, int) else padding
+    room = size + before + after - (dilation * (kernel - 1) + 1)
+    if not ceil_mode:
+        return room // stride + 1
+    length = -(-room // stride) + 1
+    if (length - 1) * stride >= size + before:
+        length -= 1
+    return length
 
 
 def _conv_args(size, kernel, padding, stride, dilation) -> tuple[int, int, int, int, int]:
@@ -83,7 +118,7 @@ def _conv_args(size, kernel, padding, stride, dilation) -> tuple[int, int, int, 
 
 
 def _effective_kernel(kernel: int, dilation: int) -> int:
-    """How many input positions a dilated kernel spans: ``D (F - 1) + 1``."""
+    """How many input positions a dilated kernel spans: ``D (K - 1) + 1``."""
     return dilation * (kernel - 1) + 1
 
 
@@ -101,20 +136,20 @@ def _check_window(size, kernel, padding, dilation) -> None:
 
 
 def conv_output_size(size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
-    """Output size of a convolution along one axis: ``floor((N + 2P - D(F - 1) - 1) / S) + 1``.
+    """Output size of a convolution along one axis: ``floor((H + 2P - D(K - 1) - 1) / S) + 1``.
 
-    size N, kernel F, padding P, stride S, dilation D (all ints), as ``torch.nn.Conv2d``.
+    size H, kernel K, padding P, stride S, dilation D (all ints), as ``torch.nn.Conv2d``.
     Example: ``conv_output_size(32, 3, padding=1)`` is 32; ``conv_output_size(7, 3, stride=2)`` is 3.
     Raises ``ValueError`` naming the numbers when an argument is not a valid int or
     the (dilated) kernel does not fit the padded input.
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
     _check_window(size, kernel, padding, dilation)
-    return (size + 2 * padding - _effective_kernel(kernel, dilation)) // stride + 1
+    return window_output_size(size, kernel, stride, padding, dilation)
 
 
 def conv_output_size_exact(size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> float:
-    """The output size before flooring, ``(N + 2P - D(F - 1) - 1) / S + 1``.
+    """The output size before flooring, ``(H + 2P - D(K - 1) - 1) / S + 1``.
 
     Not an integer when the windows do not tile the padded input (see :func:`conv_fits`).
     """
@@ -124,9 +159,9 @@ def conv_output_size_exact(size: int, kernel: int, padding: int = 0, stride: int
 
 
 def conv_fits(size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> bool:
-    """Whether the windows tile the padded input exactly: ``(N + 2P - D(F - 1) - 1) / S`` is an integer.
+    """Whether the windows tile the padded input exactly: ``(H + 2P - D(K - 1) - 1) / S`` is an integer.
 
-    When it is not, the last ``(N + 2P - D(F - 1) - 1) mod S`` rows or columns are
+    When it is not, the last ``(H + 2P - D(K - 1) - 1) mod S`` rows or columns are
     never read (PyTorch drops them silently). A kernel larger than the padded input does not fit.
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
@@ -138,12 +173,12 @@ def describe_conv_fit(size: int, kernel: int, padding: int = 0, stride: int = 1,
     """The output-size computation in words, as the book writes it.
 
     ``describe_conv_fit(7, 3, stride=3)`` is
-    ``"N=7, F=3, stride 3 gives (7 - 3)/3 + 1 = 2.33: does not fit"``;
+    ``"H=7, K=3, stride 3 gives (7 - 3)/3 + 1 = 2.33: does not fit"``;
     ``describe_conv_fit(7, 3, stride=2)`` ends with ``"= 3: fits"``.
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
     effective = _effective_kernel(kernel, dilation)
-    setting = f"N={size}, F={kernel}"
+    setting = f"H={size}, K={kernel}"
     if dilation > 1:
         setting += f", dilation {dilation} (spans {effective})"
     if padding:
@@ -164,25 +199,21 @@ def pool_output_size(
 ) -> int:
     """Output size of max/average pooling along one axis, as ``torch.nn.MaxPool2d``.
 
-    ``floor((N + 2P - F) / S) + 1`` (``ceil`` with ``ceil_mode=True``); stride defaults to the kernel.
+    ``floor((H + 2P - K) / S) + 1`` (``ceil`` with ``ceil_mode=True``); stride defaults to the kernel.
     With ``ceil_mode`` the last window must start inside the input or its left
-    padding: when ``(out - 1) * S >= N + P`` that window is dropped (PyTorch's rule).
-    PyTorch also requires ``P <= F / 2``; this raises ``ValueError`` otherwise.
+    padding: when ``(out - 1) * S >= H + P`` that window is dropped (PyTorch's rule).
+    PyTorch also requires ``P <= K / 2``; this raises ``ValueError`` otherwise.
     """
     size, kernel, padding = _int("size", size, 1), _int("kernel", kernel, 1), _int("padding", padding, 0)
     stride = kernel if stride is None else _int("stride", stride, 1)
     if 2 * padding > kernel:
         raise ValueError(f"padding {padding} must be at most half the pooling kernel {kernel}")
     _check_window(size, kernel, padding, 1)
-    span = size + 2 * padding - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
+    return window_output_size(size, kernel, stride, padding, 1, ceil_mode)
 
 
 def same_padding(kernel: int, dilation: int = 1) -> int:
-    """Padding that keeps the size at stride 1: ``(D(F - 1) + 1 - 1) / 2`` = ``D(F - 1) / 2``.
+    """Padding that keeps the size at stride 1: ``(D(K - 1) + 1 - 1) / 2`` = ``D(K - 1) / 2``.
 
     Only an odd effective kernel can be padded symmetrically; for an even one
     (e.g. 2 or 4) "same" output needs one more row on one side than the other,
@@ -200,9 +231,9 @@ def same_padding(kernel: int, dilation: int = 1) -> int:
 
 
 def same_padding_pair(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int, int]:
-    """TensorFlow's ``padding="SAME"``: output ``ceil(N / S)``; returns ``(total, before, after)``.
+    """TensorFlow's ``padding="SAME"``: output ``ceil(H / S)``; returns ``(total, before, after)``.
 
-    ``total = max((ceil(N / S) - 1) * S + D(F - 1) + 1 - N, 0)``, with the odd
+    ``total = max((ceil(H / S) - 1) * S + D(K - 1) + 1 - H, 0)``, with the odd
     extra row after (bottom/right), as TensorFlow does.
     """
     size, kernel = _int("size", size, 1), _int("kernel", kernel, 1)
@@ -218,13 +249,13 @@ def same_padding_pair(size: int, kernel: int, stride: int = 1, dilation: int = 1
 def conv_params(in_channels: int, out_channels: int, kernel, bias: bool = True, groups: int = 1) -> int:
     """Parameters of a convolution: ``C_out * (C_in / groups) * KH * KW`` weights, plus ``C_out`` biases.
 
-    kernel: F or (KH, KW). Example: ten 5x5 filters on 3 channels have
+    kernel: K or (KH, KW). Example: ten 5x5 filters on 3 channels have
     10 * 3 * 5 * 5 + 10 = 760 parameters. Raises ``ValueError`` when groups does
     not divide both channel counts.
     """
     in_channels, out_channels = _int("in_channels", in_channels, 1), _int("out_channels", out_channels, 1)
     groups = _int("groups", groups, 1)
-    kh, kw = _pair("kernel", kernel, 1)
+    kh, kw = pair(kernel, "kernel", 1)
     if in_channels % groups or out_channels % groups:
         raise ValueError(
             f"groups={groups} must divide both in_channels={in_channels} and out_channels={out_channels}"
@@ -262,13 +293,13 @@ def linear_params(in_features: int, out_features: int, bias: bool = True) -> int
 
 
 def conv_macs(in_channels: int, out_channels: int, kernel, output_size, groups: int = 1) -> int:
-    """Multiply-accumulates of a convolution on one image: ``H_out * W_out * C_out * (C_in / groups) * KH * KW``.
+    """Multiply-accumulates of a convolution on one image: ``OH * OW * C_out * (C_in / groups) * KH * KW``.
 
-    kernel: F or (KH, KW); output_size: H_out or (H_out, W_out). Each output
+    kernel: K or (KH, KW); output_size: OH or (OH, OW). Each output
     value is one dot product of length ``(C_in / groups) * KH * KW``. Biases are not counted.
     """
     weights = conv_params(in_channels, out_channels, kernel, bias=False, groups=groups)
-    height, width = _pair("output_size", output_size, 1)
+    height, width = pair(output_size, "output_size", 1)
     return weights * height * width
 
 

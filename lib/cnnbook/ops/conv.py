@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .amp import autocast_off, autocast_policy
-from .geometry import Window, make_window, pair, require_4d, require_same_kind, symmetric_padding
+from ..shapes import pair
+from .geometry import Window, make_window, require_4d, require_same_kind, symmetric_padding
 
 __all__ = ["conv2d", "Conv2dFunction", "DepthwiseConv2dFunction", "im2col", "col2im", "conv_padding"]
 
@@ -58,9 +59,9 @@ def conv_padding(padding, kernel, dilation, stride, op: str = "conv2d") -> tuple
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding == "same":
-            if pair(stride, "stride", op, 1) != (1, 1):
+            if pair(stride, "stride", 1, op) != (1, 1):
                 raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride!r}")
-            (kh, kw), (dh, dw) = pair(kernel, "kernel size", op, 1), pair(dilation, "dilation", op, 1)
+            (kh, kw), (dh, dw) = pair(kernel, "kernel size", 1, op), pair(dilation, "dilation", 1, op)
             total_h, total_w = dh * (kh - 1), dw * (kw - 1)
             return (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
         raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")

@@ -7,39 +7,25 @@ window position::
 
     OH = floor((H + pad_top + pad_bottom - dilation_h * (KH - 1) - 1) / stride_h) + 1
 
-and the same for ``OW``. Every check here raises ``ValueError`` naming the
+and the same for ``OW`` (:func:`cnnbook.shapes.window_output_size`, the one
+implementation of that formula; arguments are parsed by :func:`cnnbook.shapes.pair`). Every check here raises ``ValueError`` naming the
 shapes involved, so a reader learns *which* tensor is wrong and by how much.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Window", "pair", "require_4d", "require_same_kind", "make_window", "symmetric_padding"]
+from ..shapes import pair, window_output_size
 
-
-def pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
-    """``value`` as a ``(height, width)`` pair of ints, each at least ``minimum``: 3 -> (3, 3)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    try:
-        items = (operator.index(value),) * 2
-    except TypeError:
-        try:
-            items = tuple(operator.index(v) for v in value)
-        except TypeError:
-            raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
-    if len(items) != 2 or any(v < minimum for v in items):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, each >= {minimum}, got {value!r}")
-    return items
+__all__ = ["Window", "require_4d", "require_same_kind", "make_window", "symmetric_padding"]
 
 
 def symmetric_padding(padding, op: str) -> tuple[int, int, int, int]:
     """An int or ``(ph, pw)`` padding as ``(top, bottom, left, right)``."""
-    ph, pw = pair(padding, "padding", op, 0)
+    ph, pw = pair(padding, "padding", 0, op)
     return (ph, ph, pw, pw)
 
 
@@ -106,19 +92,6 @@ class Window:
         return padded[:, :, top : top + self.size[0], left : left + self.size[1]]
 
 
-def _output_length(size: int, kernel: int, stride: int, before: int, after: int, dilation: int, ceil_mode: bool):
-    span = dilation * (kernel - 1) + 1
-    room = size + before + after - span
-    if ceil_mode:
-        length = -(-room // stride) + 1
-        # PyTorch's rule: the last window must start inside the input or the left padding.
-        if (length - 1) * stride >= size + before:
-            length -= 1
-    else:
-        length = room // stride + 1
-    return length
-
-
 def make_window(
     op: str,
     x_shape,
@@ -135,9 +108,9 @@ def make_window(
     Raises ``ValueError`` when the window (its span ``dilation * (K - 1) + 1``)
     is larger than the padded input.
     """
-    kernel = pair(kernel, "kernel size", op, 1)
-    stride = pair(stride, "stride", op, 1)
-    dilation = pair(dilation, "dilation", op, 1)
+    kernel = pair(kernel, "kernel size", 1, op)
+    stride = pair(stride, "stride", 1, op)
+    dilation = pair(dilation, "dilation", 1, op)
     height, width = int(x_shape[2]), int(x_shape[3])
     top, bottom, left, right = padding
     span = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
@@ -148,8 +121,8 @@ def make_window(
             f"padded input {padded} (x of shape {tuple(x_shape)}, padding (top, bottom, left, right) = "
             f"{padding}){context}"
         )
-    out_h = _output_length(height, kernel[0], stride[0], top, bottom, dilation[0], ceil_mode)
-    out_w = _output_length(width, kernel[1], stride[1], left, right, dilation[1], ceil_mode)
+    out_h = window_output_size(height, kernel[0], stride[0], (top, bottom), dilation[0], ceil_mode)
+    out_w = window_output_size(width, kernel[1], stride[1], (left, right), dilation[1], ceil_mode)
     # With ceil_mode the last window may hang past the padded input: pad that much more below/right.
     extra_h = max(0, (out_h - 1) * stride[0] + span[0] - padded[0])
     extra_w = max(0, (out_w - 1) * stride[1] + span[1] - padded[1])

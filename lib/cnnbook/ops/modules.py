@@ -16,7 +16,7 @@ from torch import nn
 
 from .conv import conv2d, conv_padding
 from .elementwise import dropout, linear, relu
-from .geometry import pair
+from ..shapes import pair
 from .norm import batch_norm2d, layer_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
@@ -45,11 +45,11 @@ class Conv2d(nn.Module):
                 f"Conv2d: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
-        self.stride = pair(stride, "stride", "Conv2d", 1)
-        self.dilation = pair(dilation, "dilation", "Conv2d", 1)
+        self.kernel_size = pair(kernel_size, "kernel_size", 1, "Conv2d")
+        self.stride = pair(stride, "stride", 1, "Conv2d")
+        self.dilation = pair(dilation, "dilation", 1, "Conv2d")
         conv_padding(padding, self.kernel_size, self.dilation, self.stride, "Conv2d")  # validate early
-        self.padding = padding if isinstance(padding, str) else pair(padding, "padding", "Conv2d", 0)
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding", 0, "Conv2d")
         self.padding_mode = padding_mode
         self.weight = nn.Parameter(
             torch.empty((out_channels, in_channels // groups, *self.kernel_size), **_factory(device, dtype))

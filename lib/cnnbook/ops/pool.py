@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .amp import autocast_off, autocast_policy
-from .geometry import Window, make_window, pair, require_4d, symmetric_padding
+from ..shapes import pair
+from .geometry import Window, make_window, require_4d, symmetric_padding
 
 __all__ = [
     "max_pool2d",
@@ -36,8 +37,8 @@ __all__ = [
 
 def _pool_window(op, x, kernel_size, stride, padding, dilation, ceil_mode) -> Window:
     require_4d(x, op)
-    kernel = pair(kernel_size, "kernel_size", op, 1)
-    stride = kernel if stride is None or stride == () else pair(stride, "stride", op, 1)
+    kernel = pair(kernel_size, "kernel_size", 1, op)
+    stride = kernel if stride is None or stride == () else pair(stride, "stride", 1, op)
     pads = symmetric_padding(padding, op)
     if any(2 * p > k for k, p in zip(kernel, pads[::2])):
         raise ValueError(
@@ -168,7 +169,7 @@ def _divisor(window: Window, padding, count_include_pad: bool, divisor_override,
         if int(divisor_override) <= 0:
             raise ValueError(f"avg_pool2d: divisor_override must be positive, got {divisor_override!r}")
         return int(divisor_override)
-    (kh, kw), (ph, pw) = window.kernel, pair(padding, "padding", "avg_pool2d", 0)
+    (kh, kw), (ph, pw) = window.kernel, pair(padding, "padding", 0, "avg_pool2d")
     uniform = window.padding == (ph, ph, pw, pw) and (count_include_pad or (ph, pw) == (0, 0))
     if uniform:
         return kh * kw
@@ -221,7 +222,7 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
 def _adaptive_size(output_size, x) -> tuple[int, int]:
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
         output_size = tuple(x.shape[2 + a] if s is None else s for a, s in enumerate(output_size))
-    out_h, out_w = pair(output_size, "output_size", "adaptive_avg_pool2d", 1)
+    out_h, out_w = pair(output_size, "output_size", 1, "adaptive_avg_pool2d")
     return out_h, out_w
 
 

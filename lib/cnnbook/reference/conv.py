@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..shapes import pair, window_output_size
+
 __all__ = [
     "conv2d_forward",
     "conv2d_backward",
@@ -39,21 +41,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- arguments
-
-
-def _pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, as ``(along H, along W)``, each ``>= minimum``."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _output_length(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """``floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1``; may be <= 0 if it does not fit."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _float_dtype(*arrays) -> np.dtype:
@@ -85,9 +72,9 @@ def _check_conv2d(x, w, b, stride, padding, dilation, groups, op: str):
     argument is wrong.
     """
     x, w, b = _conv_arrays(x, w, b, groups, op, "(N, C, H, W)", "(F, C // groups, KH, KW)")
-    stride = _pair(stride, "stride", op, 1)
-    padding = _pair(padding, "padding", op, 0)
-    dilation = _pair(dilation, "dilation", op, 1)
+    stride = pair(stride, "stride", 1, op)
+    padding = pair(padding, "padding", 0, op)
+    dilation = pair(dilation, "dilation", 1, op)
     channels, filters = x.shape[1], w.shape[0]
     if channels % groups or filters % groups:
         raise ValueError(
@@ -175,10 +162,10 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"im2col: x must have shape (N, C, H, W), got shape {x.shape}")
-    kernel = _pair(kernel_size, "kernel_size", "im2col", 1)
-    stride = _pair(stride, "stride", "im2col", 1)
-    padding = _pair(padding, "padding", "im2col", 0)
-    dilation = _pair(dilation, "dilation", "im2col", 1)
+    kernel = pair(kernel_size, "kernel_size", 1, "im2col")
+    stride = pair(stride, "stride", 1, "im2col")
+    padding = pair(padding, "padding", 0, "im2col")
+    dilation = pair(dilation, "dilation", 1, "im2col")
     _check_window_fits(x.shape, kernel, stride, padding, dilation, "im2col")
     out_size = _conv_out_size(x.shape, kernel, stride, padding, dilation)
     columns = _unfold(x, kernel, out_size, stride, padding, dilation)
@@ -197,10 +184,10 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) -> n
     cols = np.asarray(cols)
     if len(input_shape) != 4:
         raise ValueError(f"col2im: input_shape must be (N, C, H, W), got {tuple(input_shape)}")
-    kernel = _pair(kernel_size, "kernel_size", "col2im", 1)
-    stride = _pair(stride, "stride", "col2im", 1)
-    padding = _pair(padding, "padding", "col2im", 0)
-    dilation = _pair(dilation, "dilation", "col2im", 1)
+    kernel = pair(kernel_size, "kernel_size", 1, "col2im")
+    stride = pair(stride, "stride", 1, "col2im")
+    padding = pair(padding, "padding", 0, "col2im")
+    dilation = pair(dilation, "dilation", 1, "col2im")
     _check_window_fits(input_shape, kernel, stride, padding, dilation, "col2im")
     out_size = _conv_out_size(input_shape, kernel, stride, padding, dilation)
     batch, channels = input_shape[:2]
@@ -215,7 +202,7 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) -> n
 
 
 def _conv_out_size(x_shape, kernel, stride, padding, dilation) -> tuple[int, int]:
-    return tuple(_output_length(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+    return tuple(window_output_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
 
 
 def _unfold(x, kernel, out_size, stride, padding, dilation) -> np.ndarray:
@@ -733,10 +720,10 @@ def _transpose_out_size(x_shape, kernel, stride, padding, output_padding, dilati
 
 def _check_conv_transpose2d(x, w, b, stride, padding, output_padding, dilation, groups, op: str):
     x, w, b = _conv_arrays(x, w, b, groups, op, "(N, C_in, H, W)", "(C_in, C_out // groups, KH, KW)")
-    stride = _pair(stride, "stride", op, 1)
-    padding = _pair(padding, "padding", op, 0)
-    output_padding = _pair(output_padding, "output_padding", op, 0)
-    dilation = _pair(dilation, "dilation", op, 1)
+    stride = pair(stride, "stride", 1, op)
+    padding = pair(padding, "padding", 0, op)
+    output_padding = pair(output_padding, "output_padding", 0, op)
+    dilation = pair(dilation, "dilation", 1, op)
     if x.shape[1] != w.shape[0]:
         raise ValueError(
             f"{op}: channel mismatch: x {x.shape} has C_in={x.shape[1]} channels but w {w.shape} "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv import _pair
+from ..shapes import pair, window_output_size
 
 __all__ = [
     "maxpool2d_forward",
@@ -38,9 +38,9 @@ def _check_pool(x, kernel, stride, padding, op: str):
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"{op}: x must have shape (N, C, H, W), got shape {x.shape}")
-    kernel = _pair(kernel, "kernel", op, 1)
-    stride = kernel if stride is None else _pair(stride, "stride", op, 1)
-    padding = _pair(padding, "padding", op, 0)
+    kernel = pair(kernel, "kernel", 1, op)
+    stride = kernel if stride is None else pair(stride, "stride", 1, op)
+    padding = pair(padding, "padding", 0, op)
     for a, name in ((0, "H"), (1, "W")):
         if 2 * padding[a] > kernel[a]:
             raise ValueError(f"{op}: padding {padding} must be at most half the kernel size {kernel}")
@@ -51,7 +51,7 @@ def _check_pool(x, kernel, stride, padding, op: str):
             )
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
-    out_size = tuple((x.shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
+    out_size = tuple(window_output_size(x.shape[2 + a], kernel[a], stride[a], padding[a]) for a in (0, 1))
     return x, kernel, stride, padding, out_size
 
 
@@ -287,7 +287,7 @@ def adaptive_avgpool2d_forward(x, output_size):
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"{op}: x must have shape (N, C, H, W), got shape {x.shape}")
-    out_size = _pair(output_size, "output_size", op, 1)
+    out_size = pair(output_size, "output_size", 1, op)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     rows = _averaging_matrix(x.shape[2], out_size[0], x.dtype)
