@@ -62,10 +62,10 @@ def main() -> None:
                 backwards[name] = lambda o=out: torch.autograd.grad(o, inputs, dout_t, retain_graph=True)
             if device == "cpu":
                 state = reference.BatchNormState.initial(channels, dtype=x.dtype)
-                forwards["numpy"] = lambda: reference.spatial_batchnorm_forward(x, gamma, beta, state, True)
-                evaluations["numpy"] = lambda: reference.spatial_batchnorm_forward(x, gamma, beta, state, False)
-                _, cache = reference.spatial_batchnorm_forward(x, gamma, beta, state, True)
-                backwards["numpy"] = lambda: reference.spatial_batchnorm_backward(dout, cache)
+                forwards["numpy"] = lambda: reference.batch_norm2d_forward(x, gamma, beta, state, True)
+                evaluations["numpy"] = lambda: reference.batch_norm2d_forward(x, gamma, beta, state, False)
+                _, cache = reference.batch_norm2d_forward(x, gamma, beta, state, True)
+                backwards["numpy"] = lambda: reference.batch_norm2d_backward(dout, cache)
             fwd = interleaved_medians(forwards, repeats, synchronize=sync)
             bwd = interleaved_medians(backwards, repeats, synchronize=sync)
             with torch.no_grad():

@@ -47,8 +47,8 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     kinds = {
-        "max": (F.max_pool2d, ops.max_pool2d, reference.maxpool2d_forward, reference.maxpool2d_backward),
-        "avg": (F.avg_pool2d, ops.avg_pool2d, reference.avgpool2d_forward, reference.avgpool2d_backward),
+        "max": (F.max_pool2d, ops.max_pool2d, reference.max_pool2d_forward, reference.max_pool2d_backward),
+        "avg": (F.avg_pool2d, ops.avg_pool2d, reference.avg_pool2d_forward, reference.avg_pool2d_backward),
     }
     for dtype_name in args.dtype:
         for kind, (theirs, ours, ref_forward, ref_backward) in kinds.items():

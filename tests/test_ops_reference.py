@@ -57,8 +57,8 @@ def test_conv2d_matches_numpy_reference(case, device, rng):
 def test_pooling_matches_numpy_reference(pool, device, rng):
     x = rng.standard_normal((2, 3, 7, 8))
     forward, backward = {
-        "max": (reference.maxpool2d_forward, reference.maxpool2d_backward),
-        "avg": (reference.avgpool2d_forward, reference.avgpool2d_backward),
+        "max": (reference.max_pool2d_forward, reference.max_pool2d_backward),
+        "avg": (reference.avg_pool2d_forward, reference.avg_pool2d_backward),
     }[pool]
     ours = {"max": ops.max_pool2d, "avg": ops.avg_pool2d}[pool]
     expected, cache = forward(x, 3, 2, 1)
@@ -69,43 +69,43 @@ def test_pooling_matches_numpy_reference(pool, device, rng):
 
 def test_adaptive_avg_pool_matches_numpy_reference(device, rng):
     x = rng.standard_normal((2, 3, 7, 9))
-    expected, cache = reference.adaptive_avgpool2d_forward(x, (3, 4))
+    expected, cache = reference.adaptive_avg_pool2d_forward(x, (3, 4))
     dout = rng.standard_normal(expected.shape)
     actual, (dx,) = _ours(lambda t: ops.adaptive_avg_pool2d(t, (3, 4)), [x], dout, device)
-    _assert_all_close([("out", actual, expected), ("dx", dx, reference.adaptive_avgpool2d_backward(dout, cache))])
+    _assert_all_close([("out", actual, expected), ("dx", dx, reference.adaptive_avg_pool2d_backward(dout, cache))])
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_batch_norm2d_matches_numpy_reference(training, device, rng):
     x = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
-    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    weight, bias = rng.standard_normal(3), rng.standard_normal(3)
     running_mean, running_var = rng.standard_normal(3), rng.random(3) + 0.5
     state = reference.BatchNormState(running_mean.copy(), running_var.copy(), momentum=0.1, eps=1e-5)
-    expected, cache = reference.spatial_batchnorm_forward(x, gamma, beta, state, train=training)
+    expected, cache = reference.batch_norm2d_forward(x, weight, bias, state, training=training)
     dout = rng.standard_normal(expected.shape)
-    expected_grads = reference.spatial_batchnorm_backward(dout, cache)
+    expected_grads = reference.batch_norm2d_backward(dout, cache)
     stats = [torch.from_numpy(running_mean.copy()).to(device), torch.from_numpy(running_var.copy()).to(device)]
     actual, actual_grads = _ours(
         lambda t, g, b: ops.batch_norm2d(t, *stats, g, b, training=training, momentum=0.1, eps=1e-5),
-        [x, gamma, beta],
+        [x, weight, bias],
         dout,
         device,
     )
     _assert_all_close(
         [("out", actual, expected)]
-        + list(zip(("dx", "dgamma", "dbeta"), actual_grads, expected_grads))
+        + list(zip(("dx", "dweight", "dbias"), actual_grads, expected_grads))
         + [("running_mean", stats[0].cpu().numpy(), state.running_mean),
            ("running_var", stats[1].cpu().numpy(), state.running_var)]
     )
 
 
 def test_layer_norm_matches_numpy_reference(device, rng):
-    x, gamma, beta = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
-    expected, cache = reference.layernorm_forward(x, gamma, beta)
+    x, weight, bias = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    expected, cache = reference.layer_norm_forward(x, weight, bias)
     dout = rng.standard_normal(expected.shape)
-    actual, actual_grads = _ours(lambda t, g, b: ops.layer_norm(t, (4, 5), g, b), [x, gamma, beta], dout, device)
-    expected_grads = reference.layernorm_backward(dout, cache)
-    _assert_all_close([("out", actual, expected)] + list(zip(("dx", "dgamma", "dbeta"), actual_grads, expected_grads)))
+    actual, actual_grads = _ours(lambda t, g, b: ops.layer_norm(t, (4, 5), g, b), [x, weight, bias], dout, device)
+    expected_grads = reference.layer_norm_backward(dout, cache)
+    _assert_all_close([("out", actual, expected)] + list(zip(("dx", "dweight", "dbias"), actual_grads, expected_grads)))
 
 
 def test_im2col_columns_hold_the_windows(rng):

@@ -139,7 +139,7 @@ def test_dropout_preserves_the_mean_in_expectation():
     we allow 5 of those (a false failure has probability below 1e-6, and the seed is fixed anyway)."""
     p, M = 0.3, 1_000_000
     x = np.random.default_rng(1).uniform(0.5, 1.5, M)
-    out, _ = dropout_forward(x, p, train=True, rng=np.random.default_rng(2))
+    out, _ = dropout_forward(x, p, training=True, rng=np.random.default_rng(2))
     sigma = np.sqrt(p / (1 - p) * np.mean(x * x) / M)
     assert abs(out.mean() - x.mean()) < 5 * sigma, f"mean moved by {out.mean() - x.mean():.2e}, sigma {sigma:.2e}"
     # And the dropped fraction is p, within 5 standard deviations sqrt(p (1 - p) / M).
@@ -170,7 +170,7 @@ def test_dropout_kept_units_are_scaled_like_torch(rng, p, dtype):
 def test_dropout_eval_is_the_identity(rng):
     x = rng.standard_normal((3, 4))
     dout = rng.standard_normal((3, 4))
-    out, cache = dropout_forward(x, 0.5, train=False)
+    out, cache = dropout_forward(x, 0.5, training=False)
     assert np.array_equal(out, x)
     assert np.array_equal(dropout_backward(dout, cache), dout)
 

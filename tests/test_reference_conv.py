@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-import cnnbook.reference.conv as conv_module
+import cnnbook.reference.fast_conv as conv_module
 from helpers import assert_close
 from cnnbook.gradcheck import check_gradient, numeric_gradient, tolerance, worst_element
 from cnnbook.reference import (
@@ -174,7 +174,7 @@ def test_conv2d_numeric_gradient(rng, x_shape, w_shape, settings):
 
 def test_conv2d_chunked_paths_match_torch(rng, monkeypatch):
     """Real layers are processed a few images (or channels) at a time; force many uneven chunks here."""
-    # One image's columns: C * KH * KW * H_out * W_out float64 = 4 * 9 * 36 * 8 bytes; 2 images per chunk: 2, 2, 1.
+    # One image's columns: C * KH * KW * OH * OW float64 = 4 * 9 * 36 * 8 bytes; 2 images per chunk: 2, 2, 1.
     monkeypatch.setattr(conv_module, "COLUMNS_CHUNK_BYTES", 2 * 4 * 9 * 36 * 8)
     # 3 padded 8x8 float64 planes per chunk: 20 (image, channel) planes in chunks of 3, 3, ..., 2
     monkeypatch.setattr(conv_module, "DEPTHWISE_CHUNK_BYTES", 3 * 8 * 8 * 8)
@@ -468,13 +468,13 @@ def test_conv2d_rejects_bad_input(forward, x_shape, w_shape, b_shape, settings, 
 
 def test_conv2d_backward_rejects_wrong_dout_shape():
     _, cache = conv2d_forward(np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3)), None)
-    with pytest.raises(ValueError, match=r"dout must have shape \(N, F, H_out, W_out\) = \(2, 4, 6, 6\), got \(2, 4, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"dout must have shape \(N, F, OH, OW\) = \(2, 4, 6, 6\), got \(2, 4, 8, 8\)"):
         conv2d_backward(np.zeros((2, 4, 8, 8)), cache)
 
 
 def test_conv_transpose2d_backward_rejects_wrong_dout_shape():
     _, cache = conv_transpose2d_forward(np.zeros((2, 3, 4, 4)), np.zeros((3, 2, 3, 3)), None, stride=2)
-    with pytest.raises(ValueError, match=r"dout must have shape \(N, C_out, H_out, W_out\) = \(2, 2, 9, 9\), got \(2, 2, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"dout must have shape \(N, C_out, OH, OW\) = \(2, 2, 9, 9\), got \(2, 2, 8, 8\)"):
         conv_transpose2d_backward(np.zeros((2, 2, 8, 8)), cache)
 
 

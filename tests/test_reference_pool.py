@@ -17,14 +17,14 @@ import cnnbook.reference.pool as pool_module
 from helpers import assert_close
 from cnnbook.gradcheck import check_gradient, numeric_gradient, tolerance, worst_element
 from cnnbook.reference import (
-    adaptive_avgpool2d_backward,
-    adaptive_avgpool2d_forward,
-    avgpool2d_backward,
-    avgpool2d_forward,
-    global_avgpool_backward,
-    global_avgpool_forward,
-    maxpool2d_backward,
-    maxpool2d_forward,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
 )
 from cnnbook.shapes import pool_output_size
 
@@ -53,10 +53,10 @@ def distinct_values(rng, shape, dtype=np.float64):
 
 def test_maxpool_hand_checked_4x4():
     x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=float).reshape(1, 1, 4, 4)
-    out, cache = maxpool2d_forward(x, 2, 2)
+    out, cache = max_pool2d_forward(x, 2, 2)
     np.testing.assert_array_equal(out[0, 0], [[6, 8], [3, 4]])
     # Each window's gradient goes to where its maximum is: 6 at (1, 1), 8 at (1, 3), 3 at (2, 0), 4 at (3, 3).
-    dx = maxpool2d_backward(np.array([[[[10.0, 20.0], [30.0, 40.0]]]]), cache)
+    dx = max_pool2d_backward(np.array([[[[10.0, 20.0], [30.0, 40.0]]]]), cache)
     expected = np.zeros((4, 4))
     expected[1, 1], expected[1, 3], expected[2, 0], expected[3, 3] = 10, 20, 30, 40
     np.testing.assert_array_equal(dx[0, 0], expected)
@@ -66,12 +66,12 @@ def test_pooling_hand_checked_6x6_with_3x3_windows():
     # x[i, j] = 6i + j. Window (a, b) covers rows 3a..3a+2 and columns 3b..3b+2:
     # its maximum is the bottom-right pixel 6(3a + 2) + 3b + 2 and its mean the centre pixel 6(3a + 1) + 3b + 1.
     x = np.arange(36.0).reshape(1, 1, 6, 6)
-    out, _ = maxpool2d_forward(x, 3, 3)
+    out, _ = max_pool2d_forward(x, 3, 3)
     np.testing.assert_array_equal(out[0, 0], [[14, 17], [32, 35]])
-    out, cache = avgpool2d_forward(x, 3, 3)
+    out, cache = avg_pool2d_forward(x, 3, 3)
     np.testing.assert_array_equal(out[0, 0], [[7, 10], [25, 28]])
     # Average pooling backward: each pixel gets its window's dout / 9.
-    dx = avgpool2d_backward(np.array([[[[9.0, 18.0], [27.0, 36.0]]]]), cache)
+    dx = avg_pool2d_backward(np.array([[[[9.0, 18.0], [27.0, 36.0]]]]), cache)
     expected = np.kron(np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones((3, 3)))
     np.testing.assert_allclose(dx[0, 0], expected, rtol=1e-15)
 
@@ -79,15 +79,15 @@ def test_pooling_hand_checked_6x6_with_3x3_windows():
 def test_maxpool_ties_go_to_the_first_maximum():
     # All four pixels tie; the gradient goes to the first one in row-major order, as in PyTorch.
     x = np.ones((1, 1, 2, 2))
-    out, cache = maxpool2d_forward(x, 2)
-    dx = maxpool2d_backward(np.array([[[[5.0]]]]), cache)
+    out, cache = max_pool2d_forward(x, 2)
+    dx = max_pool2d_backward(np.array([[[[5.0]]]]), cache)
     np.testing.assert_array_equal(dx[0, 0], [[5, 0], [0, 0]])
     # Ties inside overlapping windows, against PyTorch.
     x = np.array([[3, 1, 3, 3], [3, 0, 2, 3], [1, 1, 3, 3]], dtype=float).reshape(1, 1, 3, 4)
     expected_out, dout, expected_dx = torch_reference(F.max_pool2d, x, 2, 1)
-    out, cache = maxpool2d_forward(x, 2, 1)
+    out, cache = max_pool2d_forward(x, 2, 1)
     np.testing.assert_array_equal(out, expected_out)
-    np.testing.assert_array_equal(maxpool2d_backward(dout, cache), expected_dx)
+    np.testing.assert_array_equal(max_pool2d_backward(dout, cache), expected_dx)
 
 
 @pytest.mark.parametrize(
@@ -105,10 +105,10 @@ def test_maxpool_ties_go_to_the_first_maximum():
 def test_maxpool_matches_torch(rng, x_shape, kernel, stride, padding, dtype):
     x = rng.standard_normal(x_shape).astype(dtype)
     expected_out, dout, expected_dx = torch_reference(F.max_pool2d, x, kernel, stride, padding)
-    out, cache = maxpool2d_forward(x, kernel, stride, padding)
+    out, cache = max_pool2d_forward(x, kernel, stride, padding)
     assert out.dtype == np.dtype(dtype)
     assert_close("out", out, expected_out, dtype)
-    dx = maxpool2d_backward(dout, cache)
+    dx = max_pool2d_backward(dout, cache)
     assert dx.dtype == np.dtype(dtype)
     assert_close("dx", dx, expected_dx, dtype)
 
@@ -130,19 +130,19 @@ def test_maxpool_property_matches_torch(config, with_ties):
     # Small integers make ties common; they must be routed exactly as PyTorch does.
     x = rng.integers(0, 3, x_shape).astype(float) if with_ties else rng.standard_normal(x_shape)
     expected_out, dout, expected_dx = torch_reference(F.max_pool2d, x, kernel, stride, padding)
-    out, cache = maxpool2d_forward(x, kernel, stride, padding)
+    out, cache = max_pool2d_forward(x, kernel, stride, padding)
     assert out.shape[2:] == tuple(pool_output_size(x_shape[2 + a], kernel[a], stride[a], padding[a]) for a in (0, 1))
     assert_close("out", out, expected_out)
-    assert_close("dx", maxpool2d_backward(dout, cache), expected_dx)
+    assert_close("dx", max_pool2d_backward(dout, cache), expected_dx)
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1), (3, 1, 0)])
 def test_maxpool_numeric_gradient(rng, kernel, stride, padding):
     x = distinct_values(rng, (2, 2, 5, 6))
-    out, cache = maxpool2d_forward(x, kernel, stride, padding)
+    out, cache = max_pool2d_forward(x, kernel, stride, padding)
     dout = rng.standard_normal(out.shape)
-    numeric = numeric_gradient(lambda v: maxpool2d_forward(v, kernel, stride, padding)[0], x, dout, h=1e-5)
-    check_gradient("dx", maxpool2d_backward(dout, cache), numeric)
+    numeric = numeric_gradient(lambda v: max_pool2d_forward(v, kernel, stride, padding)[0], x, dout, h=1e-5)
+    check_gradient("dx", max_pool2d_backward(dout, cache), numeric)
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, None, 0), (3, 2, 1)])
@@ -151,8 +151,8 @@ def test_pooling_in_chunks_of_planes_matches_torch(rng, monkeypatch, kernel, str
     monkeypatch.setattr(pool_module, "POOL_CHUNK_BYTES", 3 * 7 * 6 * 8)
     x = rng.standard_normal((2, 5, 7, 6))
     for forward, backward, op in [
-        (maxpool2d_forward, maxpool2d_backward, F.max_pool2d),
-        (avgpool2d_forward, avgpool2d_backward, F.avg_pool2d),
+        (max_pool2d_forward, max_pool2d_backward, F.max_pool2d),
+        (avg_pool2d_forward, avg_pool2d_backward, F.avg_pool2d),
     ]:
         expected_out, dout, expected_dx = torch_reference(op, x, kernel, stride or kernel, padding)
         out, cache = forward(x, kernel, stride, padding)
@@ -163,8 +163,8 @@ def test_pooling_in_chunks_of_planes_matches_torch(rng, monkeypatch, kernel, str
 def test_pooling_accepts_non_contiguous_input(rng):
     x = rng.standard_normal((6, 7, 3, 2)).transpose(3, 2, 0, 1)  # a (2, 3, 6, 7) view
     for forward, backward, op in [
-        (maxpool2d_forward, maxpool2d_backward, F.max_pool2d),
-        (avgpool2d_forward, avgpool2d_backward, F.avg_pool2d),
+        (max_pool2d_forward, max_pool2d_backward, F.max_pool2d),
+        (avg_pool2d_forward, avg_pool2d_backward, F.avg_pool2d),
     ]:
         expected_out, dout, expected_dx = torch_reference(op, np.ascontiguousarray(x), 3, 2, 1)
         out, cache = forward(x, 3, 2, 1)
@@ -174,7 +174,7 @@ def test_pooling_accepts_non_contiguous_input(rng):
 
 def test_maxpool_default_stride_is_the_kernel(rng):
     x = rng.standard_normal((1, 1, 6, 6))
-    out, _ = maxpool2d_forward(x, 3)
+    out, _ = max_pool2d_forward(x, 3)
     assert out.shape == (1, 1, 2, 2)
     assert out[0, 0, 1, 1] == x[0, 0, 3:, 3:].max()
 
@@ -195,10 +195,10 @@ def test_maxpool_default_stride_is_the_kernel(rng):
 def test_avgpool_matches_torch(rng, x_shape, kernel, stride, padding, dtype):
     x = rng.standard_normal(x_shape).astype(dtype)
     expected_out, dout, expected_dx = torch_reference(F.avg_pool2d, x, kernel, stride, padding)
-    out, cache = avgpool2d_forward(x, kernel, stride, padding)
+    out, cache = avg_pool2d_forward(x, kernel, stride, padding)
     assert out.dtype == np.dtype(dtype)
     assert_close("out", out, expected_out, dtype)
-    dx = avgpool2d_backward(dout, cache)
+    dx = avg_pool2d_backward(dout, cache)
     assert dx.dtype == np.dtype(dtype)
     assert_close("dx", dx, expected_dx, dtype)
 
@@ -208,9 +208,9 @@ def test_avgpool_property_matches_torch(config):
     x_shape, kernel, stride, padding = config
     x = np.random.default_rng(0).standard_normal(x_shape)
     expected_out, dout, expected_dx = torch_reference(F.avg_pool2d, x, kernel, stride, padding)
-    out, cache = avgpool2d_forward(x, kernel, stride, padding)
+    out, cache = avg_pool2d_forward(x, kernel, stride, padding)
     assert_close("out", out, expected_out)
-    assert_close("dx", avgpool2d_backward(dout, cache), expected_dx)
+    assert_close("dx", avg_pool2d_backward(dout, cache), expected_dx)
 
 
 @given(pool_configs())
@@ -220,25 +220,25 @@ def test_avgpool_without_padding_in_the_count_matches_torch(config):
     expected_out, dout, expected_dx = torch_reference(
         F.avg_pool2d, x, kernel, stride, padding, count_include_pad=False
     )
-    out, cache = avgpool2d_forward(x, kernel, stride, padding, count_include_pad=False)
+    out, cache = avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=False)
     assert_close("out", out, expected_out)
-    assert_close("dx", avgpool2d_backward(dout, cache), expected_dx)
+    assert_close("dx", avg_pool2d_backward(dout, cache), expected_dx)
 
 
 def test_avgpool_numeric_gradient(rng):
     x = rng.standard_normal((2, 2, 5, 6))
-    out, cache = avgpool2d_forward(x, 3, 2, 1)
+    out, cache = avg_pool2d_forward(x, 3, 2, 1)
     dout = rng.standard_normal(out.shape)
-    numeric = numeric_gradient(lambda v: avgpool2d_forward(v, 3, 2, 1)[0], x, dout)
-    check_gradient("dx", avgpool2d_backward(dout, cache), numeric)
+    numeric = numeric_gradient(lambda v: avg_pool2d_forward(v, 3, 2, 1)[0], x, dout)
+    check_gradient("dx", avg_pool2d_backward(dout, cache), numeric)
 
 
 def test_avgpool_hand_checked_padding_counts_zeros():
     # A 2x2 map of ones, 3x3 window, padding 1, stride 1: every window holds 4 ones and 5 padded zeros.
-    out, _ = avgpool2d_forward(np.ones((1, 1, 2, 2)), 3, 1, 1)
+    out, _ = avg_pool2d_forward(np.ones((1, 1, 2, 2)), 3, 1, 1)
     np.testing.assert_allclose(out[0, 0], np.full((2, 2), 4 / 9), rtol=1e-15)
     # Without counting the padding, every window averages its 4 real ones.
-    out, _ = avgpool2d_forward(np.ones((1, 1, 2, 2)), 3, 1, 1, count_include_pad=False)
+    out, _ = avg_pool2d_forward(np.ones((1, 1, 2, 2)), 3, 1, 1, count_include_pad=False)
     np.testing.assert_array_equal(out[0, 0], np.ones((2, 2)))
 
 
@@ -249,22 +249,22 @@ def test_avgpool_hand_checked_padding_counts_zeros():
 def test_global_avgpool_matches_torch(rng, dtype):
     x = rng.standard_normal((3, 4, 5, 7)).astype(dtype)
     expected_out, dout, expected_dx = torch_reference(lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1), x)
-    out, cache = global_avgpool_forward(x)
+    out, cache = global_avg_pool2d_forward(x)
     assert out.shape == (3, 4) and out.dtype == np.dtype(dtype)
     assert_close("out", out, expected_out, dtype)
-    assert_close("dx", global_avgpool_backward(dout, cache), expected_dx, dtype)
+    assert_close("dx", global_avg_pool2d_backward(dout, cache), expected_dx, dtype)
 
 
 def test_global_avgpool_hand_checked_and_numeric(rng):
     x = np.array([[1.0, 2.0], [3.0, 6.0]]).reshape(1, 1, 2, 2)
-    out, cache = global_avgpool_forward(x)
+    out, cache = global_avg_pool2d_forward(x)
     assert out.tolist() == [[3.0]]  # (1 + 2 + 3 + 6) / 4
-    np.testing.assert_array_equal(global_avgpool_backward(np.array([[8.0]]), cache)[0, 0], np.full((2, 2), 2.0))
+    np.testing.assert_array_equal(global_avg_pool2d_backward(np.array([[8.0]]), cache)[0, 0], np.full((2, 2), 2.0))
     x = rng.standard_normal((2, 3, 3, 4))
-    out, cache = global_avgpool_forward(x)
+    out, cache = global_avg_pool2d_forward(x)
     dout = rng.standard_normal(out.shape)
-    numeric = numeric_gradient(lambda v: global_avgpool_forward(v)[0], x, dout)
-    check_gradient("dx", global_avgpool_backward(dout, cache), numeric)
+    numeric = numeric_gradient(lambda v: global_avg_pool2d_forward(v)[0], x, dout)
+    check_gradient("dx", global_avg_pool2d_backward(dout, cache), numeric)
 
 
 # --------------------------------------------------------- adaptive average
@@ -274,9 +274,9 @@ def test_adaptive_avgpool_hand_checked_overlapping_bins():
     # W = 5 into 3 bins: start floor(5i / 3) = 0, 1, 3; end ceil(5(i + 1) / 3) = 2, 4, 5.
     # Bins [1, 2], [2, 3, 4], [4, 5]: means 1.5, 3, 4.5 (pixel 2 and pixel 4 are each in two bins).
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0]).reshape(1, 1, 1, 5)
-    out, cache = adaptive_avgpool2d_forward(x, (1, 3))
+    out, cache = adaptive_avg_pool2d_forward(x, (1, 3))
     np.testing.assert_allclose(out[0, 0, 0], [1.5, 3.0, 4.5], rtol=1e-15)
-    dx = adaptive_avgpool2d_backward(np.array([6.0, 6.0, 6.0]).reshape(1, 1, 1, 3), cache)
+    dx = adaptive_avg_pool2d_backward(np.array([6.0, 6.0, 6.0]).reshape(1, 1, 1, 3), cache)
     # 6/2 from bin 0; 6/2 + 6/3; 6/3; 6/3 + 6/2; 6/2.
     np.testing.assert_allclose(dx[0, 0, 0], [3.0, 5.0, 2.0, 5.0, 3.0], rtol=1e-15)
 
@@ -295,10 +295,10 @@ def test_adaptive_avgpool_hand_checked_overlapping_bins():
 def test_adaptive_avgpool_matches_torch(rng, x_shape, output_size, dtype):
     x = rng.standard_normal(x_shape).astype(dtype)
     expected_out, dout, expected_dx = torch_reference(F.adaptive_avg_pool2d, x, output_size)
-    out, cache = adaptive_avgpool2d_forward(x, output_size)
+    out, cache = adaptive_avg_pool2d_forward(x, output_size)
     assert out.dtype == np.dtype(dtype)
     assert_close("out", out, expected_out, dtype)
-    dx = adaptive_avgpool2d_backward(dout, cache)
+    dx = adaptive_avg_pool2d_backward(dout, cache)
     assert dx.dtype == np.dtype(dtype)
     assert_close("dx", dx, expected_dx, dtype)
 
@@ -314,23 +314,23 @@ def test_adaptive_avgpool_matches_torch(rng, x_shape, output_size, dtype):
 def test_adaptive_avgpool_property_matches_torch(batch, channels, height, width, out_height, out_width):
     x = np.random.default_rng(0).standard_normal((batch, channels, height, width))
     expected_out, dout, expected_dx = torch_reference(F.adaptive_avg_pool2d, x, (out_height, out_width))
-    out, cache = adaptive_avgpool2d_forward(x, (out_height, out_width))
+    out, cache = adaptive_avg_pool2d_forward(x, (out_height, out_width))
     assert_close("out", out, expected_out)
-    assert_close("dx", adaptive_avgpool2d_backward(dout, cache), expected_dx)
+    assert_close("dx", adaptive_avg_pool2d_backward(dout, cache), expected_dx)
 
 
 def test_adaptive_avgpool_numeric_gradient(rng):
     x = rng.standard_normal((2, 2, 7, 5))
-    out, cache = adaptive_avgpool2d_forward(x, (3, 2))
+    out, cache = adaptive_avg_pool2d_forward(x, (3, 2))
     dout = rng.standard_normal(out.shape)
-    numeric = numeric_gradient(lambda v: adaptive_avgpool2d_forward(v, (3, 2))[0], x, dout)
-    check_gradient("dx", adaptive_avgpool2d_backward(dout, cache), numeric)
+    numeric = numeric_gradient(lambda v: adaptive_avg_pool2d_forward(v, (3, 2))[0], x, dout)
+    check_gradient("dx", adaptive_avg_pool2d_backward(dout, cache), numeric)
 
 
 # ------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("forward", [maxpool2d_forward, avgpool2d_forward])
+@pytest.mark.parametrize("forward", [max_pool2d_forward, avg_pool2d_forward])
 def test_window_pooling_rejects_bad_input(forward):
     with pytest.raises(ValueError, match=r"x must have shape \(N, C, H, W\), got shape \(4, 4\)"):
         forward(np.zeros((4, 4)), 2)
@@ -338,23 +338,23 @@ def test_window_pooling_rejects_bad_input(forward):
         forward(np.zeros((1, 1, 8, 3)), 4)
     with pytest.raises(ValueError, match=r"padding \(2, 2\) must be at most half the kernel size \(3, 3\)"):
         forward(np.zeros((1, 1, 8, 8)), 3, 1, 2)
-    with pytest.raises(ValueError, match=r"kernel must be >= 1"):
+    with pytest.raises(ValueError, match=r"kernel_size must be >= 1"):
         forward(np.zeros((1, 1, 8, 8)), 0)
 
 
 def test_pool_backward_rejects_wrong_dout_shape():
-    _, cache = maxpool2d_forward(np.zeros((2, 3, 8, 8)), 2)
+    _, cache = max_pool2d_forward(np.zeros((2, 3, 8, 8)), 2)
     with pytest.raises(ValueError, match=r"dout must have shape \(2, 3, 4, 4\) .* got \(2, 3, 8, 8\)"):
-        maxpool2d_backward(np.zeros((2, 3, 8, 8)), cache)
-    _, cache = avgpool2d_forward(np.zeros((2, 3, 8, 8)), 2)
+        max_pool2d_backward(np.zeros((2, 3, 8, 8)), cache)
+    _, cache = avg_pool2d_forward(np.zeros((2, 3, 8, 8)), 2)
     with pytest.raises(ValueError, match=r"dout must have shape \(2, 3, 4, 4\)"):
-        avgpool2d_backward(np.zeros((2, 3, 4)), cache)
+        avg_pool2d_backward(np.zeros((2, 3, 4)), cache)
 
 
 def test_global_and_adaptive_pooling_reject_bad_input():
     with pytest.raises(ValueError, match=r"got shape \(3, 8, 8\)"):
-        global_avgpool_forward(np.zeros((3, 8, 8)))
+        global_avg_pool2d_forward(np.zeros((3, 8, 8)))
     with pytest.raises(ValueError, match=r"got shape \(3, 8, 8\)"):
-        adaptive_avgpool2d_forward(np.zeros((3, 8, 8)), 2)
+        adaptive_avg_pool2d_forward(np.zeros((3, 8, 8)), 2)
     with pytest.raises(ValueError, match=r"output_size must be >= 1"):
-        adaptive_avgpool2d_forward(np.zeros((1, 3, 8, 8)), (2, 0))
+        adaptive_avg_pool2d_forward(np.zeros((1, 3, 8, 8)), (2, 0))

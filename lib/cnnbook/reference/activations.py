@@ -141,7 +141,7 @@ def gelu_backward(dout, cache):
 DEFAULT_DROPOUT_SEED = 0
 
 
-def dropout_forward(x, p: float, train: bool = True, rng=None):
+def dropout_forward(x, p: float, training: bool = True, rng=None):
     """Inverted dropout, as ``torch.nn.functional.dropout``.
 
     x: any shape; p: probability of *dropping* (zeroing) each element, 0 <= p < 1.
@@ -160,7 +160,7 @@ def dropout_forward(x, p: float, train: bool = True, rng=None):
     x = _as_float(x)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout_forward: p (the probability of dropping) must lie in [0, 1), got {p}")
-    if not train:
+    if not training:
         return x, {"mask": None, "shape": x.shape}
     rng = np.random.default_rng(DEFAULT_DROPOUT_SEED if rng is None else rng)
     keep = rng.random(x.shape) >= p  # True with probability 1 - p

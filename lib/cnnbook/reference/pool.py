@@ -2,8 +2,8 @@
 
 Symbols as in :mod:`cnnbook.reference.conv`: ``x: (N, C, H, W)``, a window of
 ``KH x KW`` moved by ``stride`` (by default the kernel size, so windows do not
-overlap), ``out: (N, C, H_out, W_out)`` with
-``H_out = floor((H + 2 * padding - KH) / stride) + 1`` (same for W), as
+overlap), ``out: (N, C, OH, OW)`` with
+``OH = floor((H + 2 * padding - KH) / stride) + 1`` (same for W), as
 ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` with ``ceil_mode=False``.
 
 Forward returns ``(out, cache)``; backward takes ``(dout, cache)`` and returns ``dx``.
@@ -23,22 +23,22 @@ import numpy as np
 from ..shapes import pair, window_output_size
 
 __all__ = [
-    "maxpool2d_forward",
-    "maxpool2d_backward",
-    "avgpool2d_forward",
-    "avgpool2d_backward",
-    "global_avgpool_forward",
-    "global_avgpool_backward",
-    "adaptive_avgpool2d_forward",
-    "adaptive_avgpool2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "global_avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
 ]
 
 
-def _check_pool(x, kernel, stride, padding, op: str):
+def _check_pool(x, kernel_size, stride, padding, op: str):
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"{op}: x must have shape (N, C, H, W), got shape {x.shape}")
-    kernel = pair(kernel, "kernel", 1, op)
+    kernel = pair(kernel_size, "kernel_size", 1, op)
     stride = kernel if stride is None else pair(stride, "stride", 1, op)
     padding = pair(padding, "padding", 0, op)
     for a, name in ((0, "H"), (1, "W")):
@@ -113,15 +113,15 @@ def _as_planes(array: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- max
 
 
-def maxpool2d_forward(x, kernel, stride=None, padding=0):
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     """Max pooling: the largest value of each KH x KW window.
 
-    x: (N, C, H, W); kernel: KH or (KH, KW); stride: defaults to kernel; padding: at most KH // 2
+    x: (N, C, H, W); kernel_size: KH or (KH, KW); stride: defaults to kernel_size; padding: at most KH // 2
     (padded positions are never the maximum, as if they held -inf).
-    Returns ``(out, cache)`` with out: (N, C, H_out, W_out), ``H_out = floor((H + 2 * padding - KH) / stride) + 1``.
-    Same result as ``torch.nn.functional.max_pool2d(x, kernel, stride, padding)``.
+    Returns ``(out, cache)`` with out: (N, C, OH, OW), ``OH = floor((H + 2 * padding - KH) / stride) + 1``.
+    Same result as ``torch.nn.functional.max_pool2d(x, kernel_size, stride, padding)``.
     """
-    x, kernel, stride, padding, out_size = _check_pool(x, kernel, stride, padding, "maxpool2d_forward")
+    x, kernel, stride, padding, out_size = _check_pool(x, kernel_size, stride, padding, "max_pool2d_forward")
     taps = list(_taps(x.shape, out_size, kernel, stride, padding))
     # Start from a tap that reaches every output (tap (0, 0) without padding), else from -inf.
     whole = next((tap for tap in taps if _reaches_every_output(tap[0], out_size)), None)
@@ -141,15 +141,15 @@ def maxpool2d_forward(x, kernel, stride=None, padding=0):
     return out, (x, out, kernel, stride, padding)
 
 
-def maxpool2d_backward(dout, cache):
-    """Gradient of :func:`maxpool2d_forward`: each window's dout goes to its maximum.
+def max_pool2d_backward(dout, cache):
+    """Gradient of :func:`max_pool2d_forward`: each window's dout goes to its maximum.
 
-    dout: (N, C, H_out, W_out). Returns dx: (N, C, H, W). When a window holds
+    dout: (N, C, OH, OW). Returns dx: (N, C, H, W). When a window holds
     the maximum more than once, the first one in row-major order receives the
     gradient, as in PyTorch (the gradient of max is not unique there).
     """
     x, out, kernel, stride, padding = cache
-    dout = _check_dout(dout, out.shape, "maxpool2d_backward").astype(x.dtype, copy=False)
+    dout = _check_dout(dout, out.shape, "max_pool2d_backward").astype(x.dtype, copy=False)
     taps = list(_taps(x.shape, out.shape[2:], kernel, stride, padding))
     overlapping = kernel[0] > stride[0] or kernel[1] > stride[1]
     x_planes, out_planes, dout_planes = _as_planes(x), _as_planes(out), _as_planes(dout)
@@ -175,17 +175,17 @@ def maxpool2d_backward(dout, cache):
 # ------------------------------------------------------------------ average
 
 
-def avgpool2d_forward(x, kernel, stride=None, padding=0, count_include_pad=True):
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True):
     """Average pooling: the mean of each KH x KW window.
 
-    x: (N, C, H, W); kernel: KH or (KH, KW); stride: defaults to kernel; padding: at most KH // 2.
-    Returns ``(out, cache)`` with out: (N, C, H_out, W_out), ``H_out = floor((H + 2 * padding - KH) / stride) + 1``.
+    x: (N, C, H, W); kernel_size: KH or (KH, KW); stride: defaults to kernel_size; padding: at most KH // 2.
+    Returns ``(out, cache)`` with out: (N, C, OH, OW), ``OH = floor((H + 2 * padding - KH) / stride) + 1``.
     With ``count_include_pad`` (the default, as in PyTorch) padded zeros count in
     the mean, so the divisor is always KH * KW; otherwise it is the number of
     real pixels in the window. Same result as
-    ``torch.nn.functional.avg_pool2d(x, kernel, stride, padding, count_include_pad=...)``.
+    ``torch.nn.functional.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=...)``.
     """
-    x, kernel, stride, padding, out_size = _check_pool(x, kernel, stride, padding, "avgpool2d_forward")
+    x, kernel, stride, padding, out_size = _check_pool(x, kernel_size, stride, padding, "avg_pool2d_forward")
     taps = list(_taps(x.shape, out_size, kernel, stride, padding))
     x_planes = _as_planes(x)
     out = np.zeros((x_planes.shape[0],) + out_size, dtype=x.dtype)
@@ -198,14 +198,14 @@ def avgpool2d_forward(x, kernel, stride=None, padding=0, count_include_pad=True)
     return out.reshape(x.shape[:2] + out_size), (x.shape, divisor, kernel, stride, padding)
 
 
-def avgpool2d_backward(dout, cache):
-    """Gradient of :func:`avgpool2d_forward`: each window's dout, divided by its divisor, goes to all its pixels.
+def avg_pool2d_backward(dout, cache):
+    """Gradient of :func:`avg_pool2d_forward`: each window's dout, divided by its divisor, goes to all its pixels.
 
-    dout: (N, C, H_out, W_out). Returns dx: (N, C, H, W).
+    dout: (N, C, OH, OW). Returns dx: (N, C, H, W).
     """
     x_shape, divisor, kernel, stride, padding = cache
     out_size = tuple((x_shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
-    dout = _check_dout(dout, x_shape[:2] + out_size, "avgpool2d_backward").astype(divisor.dtype, copy=False)
+    dout = _check_dout(dout, x_shape[:2] + out_size, "avg_pool2d_backward").astype(divisor.dtype, copy=False)
     share = _as_planes(dout / divisor)
     dx = np.zeros((x_shape[0] * x_shape[1],) + tuple(x_shape[2:]), dtype=divisor.dtype)
     for planes in _plane_chunks(x_shape, divisor.itemsize):
@@ -216,7 +216,7 @@ def avgpool2d_backward(dout, cache):
 
 
 def _window_sizes(x_shape, out_size, kernel, stride, padding, count_include_pad: bool, dtype) -> np.ndarray:
-    """The divisor of every window: KH * KW (a 0-d array), or the number of real pixels, (H_out, W_out)."""
+    """The divisor of every window: KH * KW (a 0-d array), or the number of real pixels, (OH, OW)."""
     if count_include_pad:
         return np.asarray(kernel[0] * kernel[1], dtype=dtype)
     counts = []
@@ -233,7 +233,7 @@ def _window_sizes(x_shape, out_size, kernel, stride, padding, count_include_pad:
 # ----------------------------------------------------------- global average
 
 
-def global_avgpool_forward(x):
+def global_avg_pool2d_forward(x):
     """Global average pooling: one number per channel, the mean over all H x W positions.
 
     x: (N, C, H, W). Returns ``(out, cache)`` with out: (N, C).
@@ -241,19 +241,19 @@ def global_avgpool_forward(x):
     """
     x = np.asarray(x)
     if x.ndim != 4:
-        raise ValueError(f"global_avgpool_forward: x must have shape (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"global_avg_pool2d_forward: x must have shape (N, C, H, W), got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     return x.mean(axis=(2, 3)), (x.shape, x.dtype)
 
 
-def global_avgpool_backward(dout, cache):
-    """Gradient of :func:`global_avgpool_forward`: dout / (H * W) spread over every position.
+def global_avg_pool2d_backward(dout, cache):
+    """Gradient of :func:`global_avg_pool2d_forward`: dout / (H * W) spread over every position.
 
     dout: (N, C). Returns dx: (N, C, H, W).
     """
     x_shape, dtype = cache
-    dout = _check_dout(dout, x_shape[:2], "global_avgpool_backward").astype(dtype, copy=False)
+    dout = _check_dout(dout, x_shape[:2], "global_avg_pool2d_backward").astype(dtype, copy=False)
     share = dout / (x_shape[2] * x_shape[3])
     return np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], x_shape))
 
@@ -274,16 +274,16 @@ def _averaging_matrix(size: int, out: int, dtype) -> np.ndarray:
     return matrix
 
 
-def adaptive_avgpool2d_forward(x, output_size):
+def adaptive_avg_pool2d_forward(x, output_size):
     """Adaptive average pooling: average bins chosen so that the output is ``output_size`` whatever H, W are.
 
-    x: (N, C, H, W); output_size: H_out or (H_out, W_out).
-    Returns ``(out, cache)`` with out: (N, C, H_out, W_out); ``out[..., i, j]`` is the mean of
-    rows ``floor(i * H / H_out)`` to ``ceil((i + 1) * H / H_out) - 1`` and the matching columns (bins
-    may overlap when H is not a multiple of H_out). Same as ``torch.nn.functional.adaptive_avg_pool2d``.
+    x: (N, C, H, W); output_size: OH or (OH, OW).
+    Returns ``(out, cache)`` with out: (N, C, OH, OW); ``out[..., i, j]`` is the mean of
+    rows ``floor(i * H / OH)`` to ``ceil((i + 1) * H / OH) - 1`` and the matching columns (bins
+    may overlap when H is not a multiple of OH). Same as ``torch.nn.functional.adaptive_avg_pool2d``.
     The bins are separable, so ``out = A_h @ x @ A_w^T`` with an averaging matrix per axis.
     """
-    op = "adaptive_avgpool2d_forward"
+    op = "adaptive_avg_pool2d_forward"
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"{op}: x must have shape (N, C, H, W), got shape {x.shape}")
@@ -296,13 +296,17 @@ def adaptive_avgpool2d_forward(x, output_size):
     return out, (x.shape, rows, cols)
 
 
-def adaptive_avgpool2d_backward(dout, cache):
-    """Gradient of :func:`adaptive_avgpool2d_forward`: ``dx = A_h^T @ dout @ A_w``.
+def adaptive_avg_pool2d_backward(dout, cache):
+    """Gradient of :func:`adaptive_avg_pool2d_forward`: ``dx = A_h^T @ dout @ A_w``.
 
-    dout: (N, C, H_out, W_out). Returns dx: (N, C, H, W).
+    dout: (N, C, OH, OW). Returns dx: (N, C, H, W).
     """
     x_shape, rows, cols = cache
     expected = x_shape[:2] + (rows.shape[0], cols.shape[0])
-    dout = _check_dout(dout, expected, "adaptive_avgpool2d_backward").astype(rows.dtype, copy=False)
+    dout = _check_dout(dout, expected, "adaptive_avg_pool2d_backward").astype(rows.dtype, copy=False)
     return rows.T @ dout @ cols
 
+
+from ._renamed import module_getattr as _module_getattr  # noqa: E402  (old names, with a warning)
+
+__getattr__ = _module_getattr(globals(), __name__)

@@ -68,7 +68,7 @@ def correlate2d(image, kernel) -> np.ndarray:
     """
     image, kernel = _check(image, kernel, 2, "correlate2d")
     windows = np.lib.stride_tricks.sliding_window_view(image, kernel.shape)
-    # windows: (H_out, W_out, KH, KW); contract the two kernel axes.
+    # windows: (OH, OW, KH, KW); contract the two kernel axes.
     return np.tensordot(windows, kernel, axes=([2, 3], [0, 1]))
 
 
