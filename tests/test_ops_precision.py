@@ -217,3 +217,29 @@ def test_small_network_trains_one_step_under_autocast_like_torch(device):
         for (key, _), got, want in zip(ours.named_parameters(), *grads):
             assert got.dtype == torch.float32
             assert_close(f"gradient of {key}", got, want, dtype=autocast_dtype)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(3, 7), st.integers(3, 7)),
+    filters=st.integers(1, 3), kernel=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 1),
+    dtype=st.sampled_from([torch.float64, torch.float32, *LOW]),
+    layout=st.sampled_from(["contiguous", "channels_last", "transposed"]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv2d_any_dtype_and_layout_matches_float64(shape, filters, kernel, stride, padding, dtype, layout, seed):
+    """Small-integer values (exact products in every dtype), any memory layout, against torch in float64."""
+    generator = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    x = torch.randint(-3, 4, (n, c, w, h) if layout == "transposed" else shape, generator=generator).to(dtype)
+    x = {"contiguous": x, "channels_last": x.contiguous(memory_format=torch.channels_last),
+         "transposed": x.transpose(2, 3)}[layout]
+    weight = torch.randint(-2, 3, (filters, c, kernel, kernel), generator=generator).to(dtype)
+    ours, theirs = x.detach().requires_grad_(), x.detach().double().requires_grad_()
+    out = ops.conv2d(ours, weight, None, stride, padding)
+    expected = F.conv2d(theirs, weight.double(), None, stride, padding)
+    assert out.dtype == dtype
+    assert_close("forward", out, expected, dtype=dtype)
+    dout = torch.randint(-2, 3, tuple(expected.shape), generator=generator).to(dtype)
+    out.backward(dout)
+    expected.backward(dout.double())
+    assert_close("dx", ours.grad, theirs.grad, dtype=dtype)

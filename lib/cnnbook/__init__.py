@@ -1,11 +1,18 @@
 """cnnbook: the library behind the CNN course book.
 
-Modules (one idea each):
+Modules (one idea each; every public function's docstring ends with the book
+section that derives it):
 
-- :mod:`cnnbook.shapes`     output sizes, parameter counts, MACs, receptive fields
-- :mod:`cnnbook.reference`  NumPy reference layers, forward ``(out, cache)`` / backward ``(dout, cache)``
-- :mod:`cnnbook.gradcheck`  numeric gradients and the one definition of relative error
-- :mod:`cnnbook.grading`    check helpers used by exercise notebooks and the instructor pipeline
+- :mod:`cnnbook.shapes`       output sizes (the one formula), parameter counts, MACs, receptive fields, model summaries
+- :mod:`cnnbook.reference`    NumPy layers, forward ``(out, cache)`` / backward ``(dout, cache)``:
+  signal, conv (loops, im2col), fast_conv, conv_variants, pool, norm, activations, losses, optim
+- :mod:`cnnbook.ops`          the same layers on torch tensors with hand-written backward passes, as
+  ``autograd.Function``\\ s and ``nn.Module``\\ s with torch's names; any device, autocast-aware (:mod:`cnnbook.ops.amp`)
+- :mod:`cnnbook.gradcheck`    the one relative error, the one tolerance table, numeric gradients
+- :mod:`cnnbook.data`         offline data sets with checksums, splits and loaders
+- :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars
+- :mod:`cnnbook.augment`      mixup and CutMix
+- :mod:`cnnbook.grading`      the checks exercise notebooks call, and the instructor's grading pipeline
 """
 
 __version__ = "0.1.0"

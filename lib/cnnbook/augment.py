@@ -89,7 +89,10 @@ def _index(array, permutation: np.ndarray):
 
 
 def one_hot(labels, num_classes: int) -> np.ndarray:
-    """Integer labels (N,) -> one-hot rows (N, num_classes) as float64 (NumPy)."""
+    """Integer labels (N,) -> one-hot rows (N, num_classes) as float64 (NumPy).
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
+    """
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"one_hot: labels must be a 1-D integer array, got shape {labels.shape} dtype {labels.dtype}")
@@ -110,6 +113,8 @@ def mixup_with(images, labels_onehot, lam: float, permutation):
 
         mixed_images = lam * images + (1 - lam) * images[permutation]
         mixed_labels = lam * labels + (1 - lam) * labels[permutation]
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
     """
     n, _, _ = _check_batch(images, labels_onehot, "mixup_with")
     if not 0.0 <= lam <= 1.0:
@@ -129,6 +134,8 @@ def mixup(images, labels_onehot, alpha: float = 1.0, rng=None):
     rng: a ``np.random.Generator`` or an int seed (None: :data:`DEFAULT_AUGMENT_SEED`).
     One ``lam`` and one random permutation per batch, as in the paper.
     Returns ``(mixed_images (N, C, H, W), mixed_labels (N, K), lam)``.
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
     """
     if alpha <= 0:
         raise ValueError(f"mixup: alpha must be > 0, got {alpha}")
@@ -149,6 +156,8 @@ def cutmix_box(height: int, width: int, lam: float, rng=None) -> tuple[int, int,
     ``(1 - lam) * H * W``), a centre drawn uniformly over the image, and is
     clipped to the image, so it may come out smaller than asked near a border.
     Returns ``(top, left, box_height, box_width)`` in pixels.
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"cutmix_box: lam must lie in [0, 1], got {lam}")
@@ -162,7 +171,10 @@ def cutmix_box(height: int, width: int, lam: float, rng=None) -> tuple[int, int,
 
 
 def cutmix_lambda(box, height: int, width: int) -> float:
-    """The fraction of an image that keeps its own pixels: ``1 - box_height * box_width / (H * W)``."""
+    """The fraction of an image that keeps its own pixels: ``1 - box_height * box_width / (H * W)``.
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
+    """
     _, _, box_height, box_width = box
     return 1.0 - (box_height * box_width) / (height * width)
 
@@ -184,6 +196,8 @@ def cutmix_with(images, labels_onehot, box, permutation):
     Returns ``(mixed_images (N, C, H, W), mixed_labels (N, K), lam)`` where
     ``lam = 1 - box area / (H * W)`` is the fraction of each image left as it was and
     ``mixed_labels = lam * labels + (1 - lam) * labels[permutation]``.
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
     """
     n, height, width = _check_batch(images, labels_onehot, "cutmix_with")
     top, left, box_height, box_width = _check_box(box, height, width, "cutmix_with")
@@ -205,6 +219,8 @@ def cutmix(images, labels_onehot, alpha: float = 1.0, rng=None):
     returned ``lam`` is recomputed from the clipped box (so the labels match the
     pixels exactly); rng: a ``np.random.Generator`` or an int seed.
     Returns ``(mixed_images (N, C, H, W), mixed_labels (N, K), lam)``.
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
     """
     if alpha <= 0:
         raise ValueError(f"cutmix: alpha must be > 0, got {alpha}")

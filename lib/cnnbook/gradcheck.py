@@ -43,7 +43,10 @@ TOLERANCES = {
 
 
 def tolerance(dtype="float64", level: str = "exact") -> float:
-    """The :data:`TOLERANCES` entry for a level and a NumPy or torch dtype (or its name)."""
+    """The :data:`TOLERANCES` entry for a level and a NumPy or torch dtype (or its name).
+
+    Book: "Normalization", section "An experiment: a deeper network with and without batch norm" (``book/normalization.md``).
+    """
     if level not in TOLERANCES:
         raise ValueError(f"no tolerance level {level!r}; known: {sorted(TOLERANCES)}")
     if hasattr(dtype, "is_floating_point"):  # a torch dtype such as torch.float32
@@ -90,6 +93,8 @@ def rel_error(a, b) -> float:
 
     a, b: arrays (NumPy, torch or nested lists) of identical shape.
     Raises ``ValueError`` naming both shapes when they differ.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     a, b = _as_float_arrays(a, b)
     if a.size == 0:
@@ -104,7 +109,10 @@ def rel_error(a, b) -> float:
 
 @dataclass(frozen=True)
 class ErrorReport:
-    """Where two arrays disagree most: the index, both values and the relative error."""
+    """Where two arrays disagree most: the index, both values and the relative error.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
+    """
 
     index: tuple[int, ...]
     actual: float
@@ -119,7 +127,10 @@ class ErrorReport:
 
 
 def worst_element(actual, expected) -> ErrorReport:
-    """Report the element where ``actual`` and ``expected`` differ most, with :func:`rel_error`."""
+    """Report the element where ``actual`` and ``expected`` differ most, with :func:`rel_error`.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
+    """
     a, b = _as_float_arrays(actual, expected)
     error = rel_error(a, b)
     if a.size == 0:
@@ -140,6 +151,8 @@ def numeric_gradient(f, x: np.ndarray, dout: np.ndarray, h: float = 1e-6) -> np.
     with ``dout = ones`` (i.e. checking ``f(x).sum()``) every normalization
     layer has a zero gradient and any bug in its backward goes unseen.
     Returns an array of ``x``'s shape.
+
+    Book: "Backpropagation through convolution and pooling", section "Checking gradients numerically" (``book/backprop_conv.md``).
     """
     x = np.asarray(x)
     if x.dtype != np.float64:
@@ -168,6 +181,8 @@ def check_gradient(name: str, analytic, numeric, tol: float | None = None) -> Er
 
     tol defaults to the ``"gradient"`` level of :data:`TOLERANCES`.
     Returns the :class:`ErrorReport` when the check passes.
+
+    Book: "Backpropagation through convolution and pooling", section "Checking gradients numerically" (``book/backprop_conv.md``).
     """
     tol = tolerance("float64", "gradient") if tol is None else tol
     report = worst_element(analytic, numeric)

@@ -76,6 +76,8 @@ def pair(value, name: str, minimum: int = 0, op: str = "") -> tuple[int, int]:
 
     name, op: named in the ``ValueError`` raised for anything else (a bool, a
     float, a triple, a value below ``minimum``), e.g. ``"conv2d: stride must be >= 1, got 0"``.
+
+    Book: "Backpropagation through convolution and pooling", section "Many channels, a batch, stride and padding" (``book/backprop_conv.md``).
     """
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -96,6 +98,8 @@ def window_output_size(size: int, kernel: int, stride: int = 1, padding=0, dilat
     window must start inside the input or its leading padding (PyTorch's rule
     for pooling). No checks: the result is < 1 when the window does not fit;
     :func:`conv_output_size` and :func:`pool_output_size` check their arguments first.
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     before, after = (padding, padding) if isinstance(padding, int) else padding
     room = size + before + after - (dilation * (kernel - 1) + 1)
@@ -142,6 +146,8 @@ def conv_output_size(size: int, kernel: int, padding: int = 0, stride: int = 1, 
     Example: ``conv_output_size(32, 3, padding=1)`` is 32; ``conv_output_size(7, 3, stride=2)`` is 3.
     Raises ``ValueError`` naming the numbers when an argument is not a valid int or
     the (dilated) kernel does not fit the padded input.
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
     _check_window(size, kernel, padding, dilation)
@@ -152,6 +158,8 @@ def conv_output_size_exact(size: int, kernel: int, padding: int = 0, stride: int
     """The output size before flooring, ``(H + 2P - D(K - 1) - 1) / S + 1``.
 
     Not an integer when the windows do not tile the padded input (see :func:`conv_fits`).
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
     _check_window(size, kernel, padding, dilation)
@@ -163,6 +171,8 @@ def conv_fits(size: int, kernel: int, padding: int = 0, stride: int = 1, dilatio
 
     When it is not, the last ``(H + 2P - D(K - 1) - 1) mod S`` rows or columns are
     never read (PyTorch drops them silently). A kernel larger than the padded input does not fit.
+
+    Book: "Backpropagation through convolution and pooling", section "Many channels, a batch, stride and padding" (``book/backprop_conv.md``).
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
     span = size + 2 * padding - _effective_kernel(kernel, dilation)
@@ -175,6 +185,8 @@ def describe_conv_fit(size: int, kernel: int, padding: int = 0, stride: int = 1,
     ``describe_conv_fit(7, 3, stride=3)`` is
     ``"H=7, K=3, stride 3 gives (7 - 3)/3 + 1 = 2.33: does not fit"``;
     ``describe_conv_fit(7, 3, stride=2)`` ends with ``"= 3: fits"``.
+
+    Book: "Convolution arithmetic", section "When the windows do not fit" (``book/convolution_arithmetic.md``).
     """
     size, kernel, padding, stride, dilation = _conv_args(size, kernel, padding, stride, dilation)
     effective = _effective_kernel(kernel, dilation)
@@ -203,6 +215,8 @@ def pool_output_size(
     With ``ceil_mode`` the last window must start inside the input or its left
     padding: when ``(out - 1) * S >= H + P`` that window is dropped (PyTorch's rule).
     PyTorch also requires ``P <= K / 2``; this raises ``ValueError`` otherwise.
+
+    Book: "Pooling", section "Average pooling" (``book/pooling.md``).
     """
     size, kernel, padding = _int("size", size, 1), _int("kernel", kernel, 1), _int("padding", padding, 0)
     stride = kernel if stride is None else _int("stride", stride, 1)
@@ -218,6 +232,8 @@ def same_padding(kernel: int, dilation: int = 1) -> int:
     Only an odd effective kernel can be padded symmetrically; for an even one
     (e.g. 2 or 4) "same" output needs one more row on one side than the other,
     which :func:`same_padding_pair` computes, and this raises ``ValueError``.
+
+    Book: "Convolution arithmetic", section ""Same" padding" (``book/convolution_arithmetic.md``).
     """
     kernel, dilation = _int("kernel", kernel, 1), _int("dilation", dilation, 1)
     effective = _effective_kernel(kernel, dilation)
@@ -235,6 +251,8 @@ def same_padding_pair(size: int, kernel: int, stride: int = 1, dilation: int = 1
 
     ``total = max((ceil(H / S) - 1) * S + D(K - 1) + 1 - H, 0)``, with the odd
     extra row after (bottom/right), as TensorFlow does.
+
+    Book: "Convolution arithmetic", section ""Same" padding" (``book/convolution_arithmetic.md``).
     """
     size, kernel = _int("size", size, 1), _int("kernel", kernel, 1)
     stride, dilation = _int("stride", stride, 1), _int("dilation", dilation, 1)
@@ -252,6 +270,8 @@ def conv_params(in_channels: int, out_channels: int, kernel, bias: bool = True, 
     kernel: K or (KH, KW). Example: ten 5x5 filters on 3 channels have
     10 * 3 * 5 * 5 + 10 = 760 parameters. Raises ``ValueError`` when groups does
     not divide both channel counts.
+
+    Book: "Convolution arithmetic", section "Counting parameters" (``book/convolution_arithmetic.md``).
     """
     in_channels, out_channels = _int("in_channels", in_channels, 1), _int("out_channels", out_channels, 1)
     groups = _int("groups", groups, 1)
@@ -267,6 +287,8 @@ def depthwise_separable_params(in_channels: int, out_channels: int, kernel, bias
     """Parameters of a depthwise (KH x KW per channel) then pointwise (1x1) convolution, as in MobileNet.
 
     ``C_in * KH * KW + C_in * C_out`` weights, plus ``C_in + C_out`` biases.
+
+    Book: "Convolution arithmetic", section "Grouped and depthwise-separable convolution" (``book/convolution_arithmetic.md``).
     """
     depthwise = conv_params(in_channels, in_channels, kernel, bias=bias, groups=in_channels)
     pointwise = conv_params(in_channels, out_channels, 1, bias=bias)
@@ -278,13 +300,18 @@ def depthwise_separable_reduction(in_channels: int, out_channels: int, kernel) -
 
     ``C_in C_out K^2 / (C_in K^2 + C_in C_out) = 1 / (1 / C_out + 1 / K^2)`` (biases left out);
     about 8 to 9 for 3x3 kernels and many channels.
+
+    Book: "Convolution arithmetic", section "Grouped and depthwise-separable convolution" (``book/convolution_arithmetic.md``).
     """
     standard = conv_params(in_channels, out_channels, kernel, bias=False)
     return standard / depthwise_separable_params(in_channels, out_channels, kernel, bias=False)
 
 
 def linear_params(in_features: int, out_features: int, bias: bool = True) -> int:
-    """Parameters of a fully connected layer: ``in * out`` weights plus ``out`` biases."""
+    """Parameters of a fully connected layer: ``in * out`` weights plus ``out`` biases.
+
+    Book: "Convolution arithmetic", section "Counting parameters" (``book/convolution_arithmetic.md``).
+    """
     in_features, out_features = _int("in_features", in_features, 1), _int("out_features", out_features, 1)
     return in_features * out_features + (out_features if bias else 0)
 
@@ -297,6 +324,8 @@ def conv_macs(in_channels: int, out_channels: int, kernel, output_size, groups: 
 
     kernel: K or (KH, KW); output_size: OH or (OH, OW). Each output
     value is one dot product of length ``(C_in / groups) * KH * KW``. Biases are not counted.
+
+    Book: "Backpropagation through convolution and pooling", section "What the backward pass costs" (``book/backprop_conv.md``).
     """
     weights = conv_params(in_channels, out_channels, kernel, bias=False, groups=groups)
     height, width = pair(output_size, "output_size", 1)
@@ -304,12 +333,18 @@ def conv_macs(in_channels: int, out_channels: int, kernel, output_size, groups: 
 
 
 def conv_flops(in_channels: int, out_channels: int, kernel, output_size, groups: int = 1) -> int:
-    """Floating-point operations of a convolution on one image: ``2 * conv_macs(...)``."""
+    """Floating-point operations of a convolution on one image: ``2 * conv_macs(...)``.
+
+    Book: "Backpropagation through convolution and pooling", section "What the backward pass costs" (``book/backprop_conv.md``).
+    """
     return 2 * conv_macs(in_channels, out_channels, kernel, output_size, groups)
 
 
 def linear_macs(in_features: int, out_features: int) -> int:
-    """Multiply-accumulates of a fully connected layer on one input vector: ``in * out``."""
+    """Multiply-accumulates of a fully connected layer on one input vector: ``in * out``.
+
+    Book: "Backpropagation through convolution and pooling", section "What the backward pass costs" (``book/backprop_conv.md``).
+    """
     return linear_params(in_features, out_features, bias=False)
 
 
@@ -326,6 +361,8 @@ def receptive_field(
     product of the strides before it. Three 3x3 stride-1 layers see 7 x 7 pixels;
     L of them see 2L + 1. kernels, strides, dilations: one int per layer (strides
     and dilations default to 1). Padding does not change the receptive field.
+
+    Book: "Convolution arithmetic", section "Receptive fields" (``book/convolution_arithmetic.md``).
     """
     kernels = [_int(f"kernels[{i}]", k, 1) for i, k in enumerate(kernels)]
     strides = [1] * len(kernels) if strides is None else strides
@@ -349,7 +386,10 @@ def receptive_field(
 
 @dataclass(frozen=True)
 class LayerSummary:
-    """One row of :class:`ModelSummary`: a leaf module as it was called in the forward pass."""
+    """One row of :class:`ModelSummary`: a leaf module as it was called in the forward pass.
+
+    Book: "Convolution arithmetic", section "Counting multiply-adds" (``book/convolution_arithmetic.md``).
+    """
 
     name: str
     type: str
@@ -366,6 +406,8 @@ class ModelSummary:
     total_params / trainable_params: every parameter of the model, counted once.
     total_macs: the sum of the rows' MACs for the whole input batch.
     ``str(summary)`` is an aligned text table; in Jupyter it shows as an HTML table.
+
+    Book: "Convolution arithmetic", section "Counting multiply-adds" (``book/convolution_arithmetic.md``).
     """
 
     rows: list[LayerSummary]
@@ -459,6 +501,8 @@ def summarize(model, input_shape: Sequence[int], device="cpu") -> ModelSummary:
     including groups, transposed convolutions and fully connected layers; every
     other layer counts 0). The model is put in eval mode for the pass and
     returned to its previous mode; no gradients are computed.
+
+    Book: "Convolution arithmetic", section "Counting multiply-adds" (``book/convolution_arithmetic.md``).
     """
     input_shape = tuple(_int("input_shape", s, 1) for s in input_shape)
     try:

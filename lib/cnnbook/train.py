@@ -38,6 +38,8 @@ def seed_everything(seed: int = 0) -> None:
     makes them raise instead); and results across different hardware, library
     versions or thread counts, which differ in the last bits of float
     arithmetic.
+
+    Book: "Normalization", section "An experiment: a deeper network with and without batch norm" (``book/normalization.md``).
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -48,13 +50,19 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def default_device() -> torch.device:
-    """CUDA when PyTorch sees a GPU, otherwise the CPU."""
+    """CUDA when PyTorch sees a GPU, otherwise the CPU.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
+    """
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
 class History:
-    """Per-epoch metrics recorded by :func:`fit`."""
+    """Per-epoch metrics recorded by :func:`fit`.
+
+    Book: "Training and regularization", section "The mini-batch SGD loop" (``book/training.md``).
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
@@ -108,7 +116,10 @@ def _run_epoch(model, loader, device, loss_fn, optimizer=None) -> tuple[float, f
 
 
 def evaluate(model: nn.Module, loader, device=None, loss_fn=None) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over ``loader`` (eval mode, no gradients)."""
+    """Mean loss and accuracy of ``model`` over ``loader`` (eval mode, no gradients).
+
+    Book: "Normalization", section "What goes wrong without running statistics" (``book/normalization.md``).
+    """
     device = device or next(model.parameters()).device
     return _run_epoch(model, loader, device, loss_fn or nn.CrossEntropyLoss())
 
@@ -131,6 +142,8 @@ def fit(
     scheduler: stepped once per epoch. patience: stop early when the validation
     loss has not improved for this many epochs, and restore the best weights.
     A tqdm bar shows the epoch and the latest metrics.
+
+    Book: "Convolution arithmetic", section "Watching the window move" (``book/convolution_arithmetic.md``).
     """
     if patience is not None and val_loader is None:
         raise ValueError("early stopping (patience) needs a val_loader")
@@ -173,6 +186,8 @@ def predict(model: nn.Module, images, device=None, batch_size: int = 256) -> np.
     """Predicted class of each image: images (N, C, H, W) array or tensor (on any device) -> (N,) int64 array.
 
     The batches run on ``device`` (default: where the model's parameters are).
+
+    Book: "Training and regularization", section "Mixing images: mixup and CutMix" (``book/training.md``).
     """
     device = device or next(model.parameters()).device
     model.eval()

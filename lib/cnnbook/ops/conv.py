@@ -108,6 +108,8 @@ def im2col(padded: torch.Tensor, window: Window, groups: int = 1) -> torch.Tenso
     ``g`` holds tap ``(i, j)`` of channel ``g * C // groups + c`` for every output
     position ``(n, oh, ow)``. The windows are first read as a strided view
     (no copy); ``reshape`` then makes the one copy that is the column buffer.
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     n, c, _, _ = padded.shape
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = window.kernel, window.stride, window.dilation, window.out
@@ -127,6 +129,8 @@ def col2im(cols: torch.Tensor, window: Window, batch: int, channels: int) -> tor
     cols: (groups, C // groups * KH * KW, N * OH * OW). Returns the gradient of the
     *padded* input, ``(N, C, Hp, Wp)``; entries read by several windows receive the
     sum of their columns. One strided add per tap ``(i, j)``.
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     (kh, kw), (oh, ow) = window.kernel, window.out
     padded_h, padded_w = window.padded_size
@@ -164,6 +168,8 @@ class Conv2dFunction(torch.autograd.Function):
     Backward: ``dw[g] += dout[g] @ cols^T`` and ``dx = col2im(w[g]^T @ dout[g])``.
     Saves ``x`` and ``w``, not the columns (``KH * KW`` times larger than ``x``):
     the backward rebuilds them, as PyTorch does.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
 
     @staticmethod
@@ -217,6 +223,8 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
     x: (N, C, H, W); w: (C * M, 1, KH, KW) for a depth multiplier ``M``; b: (C * M,).
     Filter ``c * M + m`` sees only channel ``c``. Forward: for each tap ``(i, j)``,
     ``out[:, c, m] += x_padded[:, c, tap rows, tap columns] * w[c * M + m, 0, i, j]``.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
 
     @staticmethod
@@ -293,6 +301,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Ten
     (:class:`Conv2dFunction`). Raises ``ValueError`` naming the shapes for a wrong
     rank, mismatched channels, ``groups`` not dividing C and F, or a window larger
     than the padded input.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     depthwise = isinstance(x, torch.Tensor) and x.dim() == 4 and groups == x.shape[1] and groups > 1
     function = DepthwiseConv2dFunction if depthwise else Conv2dFunction

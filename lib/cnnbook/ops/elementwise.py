@@ -19,7 +19,10 @@ __all__ = ["relu", "dropout", "linear", "ReLUFunction", "DropoutFunction", "Line
 
 
 class ReLUFunction(torch.autograd.Function):
-    """ReLU. x: any shape -> out: same shape; ``dx = dout * (out > 0)``."""
+    """ReLU. x: any shape -> out: same shape; ``dx = dout * (out > 0)``.
+
+    Book: "Convolution arithmetic", section "Two convolutions in a row are one convolution" (``book/convolution_arithmetic.md``).
+    """
 
     @staticmethod
     @autocast_policy("input")
@@ -41,6 +44,8 @@ class DropoutFunction(torch.autograd.Function):
 
     ``keep`` is a Bernoulli(1 - p) mask drawn with ``generator`` (on x's device);
     ``out = x * keep / (1 - p)`` and ``dx = dout * keep / (1 - p)``. ``p = 1`` drops everything.
+
+    Book: "Training and regularization", section "Dropout" (``book/training.md``).
     """
 
     @staticmethod
@@ -65,6 +70,8 @@ class LinearFunction(torch.autograd.Function):
 
     out = x @ w.T + b: (*, out_features). Backward: ``dx = dout @ w``,
     ``dw = dout^T @ x`` and ``db = dout`` summed over every leading dimension.
+
+    Book: "Convolution arithmetic", section "Convolution is a matrix product" (``book/convolution_arithmetic.md``).
     """
 
     @staticmethod
@@ -104,7 +111,10 @@ def _check_linear(x, w, b) -> None:
 
 
 def relu(x) -> torch.Tensor:
-    """ReLU, ``max(x, 0)`` elementwise. x: any shape -> same shape."""
+    """ReLU, ``max(x, 0)`` elementwise. x: any shape -> same shape.
+
+    Book: "Convolution arithmetic", section "Two convolutions in a row are one convolution" (``book/convolution_arithmetic.md``).
+    """
     return ReLUFunction.apply(x)
 
 
@@ -114,6 +124,8 @@ def dropout(x, p: float = 0.5, training: bool = True, generator: torch.Generator
     p: the probability of *dropping* an entry, ``0 <= p <= 1``. training=False (or
     p = 0) returns x unchanged. generator: a ``torch.Generator`` on x's device, to
     make the mask reproducible (the global generator when None).
+
+    Book: "Training and regularization", section "Dropout" (``book/training.md``).
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p is the drop probability and must be in [0, 1], got {p}")
@@ -127,5 +139,7 @@ def linear(x, w, b=None) -> torch.Tensor:
 
     x: (*, in_features); w: (out_features, in_features); b: (out_features,) or None.
     Returns (*, out_features).
+
+    Book: "Convolution arithmetic", section "Convolution is a matrix product" (``book/convolution_arithmetic.md``).
     """
     return LinearFunction.apply(x, w, b)

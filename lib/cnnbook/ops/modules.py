@@ -33,6 +33,8 @@ class Conv2d(nn.Module):
 
     weight: (out_channels, in_channels // groups, KH, KW); bias: (out_channels,).
     Same arguments as ``torch.nn.Conv2d``; only ``padding_mode="zeros"`` is supported.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
@@ -86,6 +88,8 @@ class Linear(nn.Module):
     """Fully connected layer. x: (*, in_features) -> (*, out_features).
 
     weight: (out_features, in_features); bias: (out_features,). Same arguments as ``torch.nn.Linear``.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
     """
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
@@ -119,6 +123,8 @@ class BatchNorm2d(nn.Module):
     num_batches_tracked: a scalar count. Same arguments as ``torch.nn.BatchNorm2d``:
     ``momentum=None`` makes the running statistics a plain cumulative average;
     ``track_running_stats=False`` uses the batch statistics in evaluation too.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
@@ -168,6 +174,8 @@ class LayerNorm(nn.Module):
     """Layer normalization. x: (*, *normalized_shape) -> same shape.
 
     weight, bias: normalized_shape. Same arguments as ``torch.nn.LayerNorm``.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
@@ -193,7 +201,10 @@ class LayerNorm(nn.Module):
 
 class MaxPool2d(nn.Module):
     """Max pooling. x: (N, C, H, W) -> (N, C, OH, OW). Same arguments as ``torch.nn.MaxPool2d``
-    (``return_indices=True`` is not implemented)."""
+    (``return_indices=True`` is not implemented).
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
@@ -212,7 +223,10 @@ class MaxPool2d(nn.Module):
 
 
 class AvgPool2d(nn.Module):
-    """Average pooling. x: (N, C, H, W) -> (N, C, OH, OW). Same arguments as ``torch.nn.AvgPool2d``."""
+    """Average pooling. x: (N, C, H, W) -> (N, C, OH, OW). Same arguments as ``torch.nn.AvgPool2d``.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
@@ -230,7 +244,10 @@ class AvgPool2d(nn.Module):
 
 
 class AdaptiveAvgPool2d(nn.Module):
-    """Adaptive average pooling. x: (N, C, H, W) -> (N, C, OH, OW) for ``output_size = (OH, OW)`` or an int."""
+    """Adaptive average pooling. x: (N, C, H, W) -> (N, C, OH, OW) for ``output_size = (OH, OW)`` or an int.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
+    """
 
     def __init__(self, output_size):
         super().__init__()
@@ -249,6 +266,8 @@ class Dropout(nn.Module):
     p: drop probability. ``inplace`` is accepted for compatibility with
     ``torch.nn.Dropout`` but the output is always a new tensor. ``generator``
     (keyword only, not in ``torch.nn``): a ``torch.Generator`` for reproducible masks.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
     """
 
     def __init__(self, p=0.5, inplace=False, *, generator=None):
@@ -265,7 +284,10 @@ class Dropout(nn.Module):
 
 
 class ReLU(nn.Module):
-    """ReLU, ``max(x, 0)``: x: any shape -> same shape. ``inplace`` is accepted, the output is always new."""
+    """ReLU, ``max(x, 0)``: x: any shape -> same shape. ``inplace`` is accepted, the output is always new.
+
+    Book: "Training and regularization", section "The same network from the book's own layers" (``book/training.md``).
+    """
 
     def __init__(self, inplace=False):
         super().__init__()

@@ -110,6 +110,8 @@ class BatchNorm2dFunction(torch.autograd.Function):
     (``M / (M - 1)`` times the biased, ``M = N H W``). training=False: normalize
     with the running statistics; the layer is then a per-channel affine map.
     A float16/bfloat16 ``x`` is normalized in float32 (see :func:`_compute_dtype`).
+
+    Book: "Normalization", section "Batch normalization in convolutional networks" (``book/normalization.md``).
     """
 
     @staticmethod
@@ -195,6 +197,8 @@ class LayerNormFunction(torch.autograd.Function):
     dimensions; nothing is kept between calls, so training and evaluation agree.
     A float16/bfloat16 ``x`` is normalized in float32 (see :func:`_compute_dtype`);
     under CUDA autocast the whole op runs in float32, autocast's rule for ``F.layer_norm``.
+
+    Book: "Normalization", section "Layer normalization" (``book/normalization.md``).
     """
 
     @staticmethod
@@ -243,6 +247,8 @@ def batch_norm2d(x, running_mean, running_var, weight=None, bias=None, training=
     Returns (N, C, H, W). See :class:`BatchNorm2dFunction` for the statistics used.
     Raises ``ValueError`` for a wrong rank, stats of the wrong length, a batch with a
     single value per channel in training, or evaluation without running stats.
+
+    Book: "Normalization", section "Batch normalization in convolutional networks" (``book/normalization.md``).
     """
     if not 0.0 <= float(momentum) <= 1.0 or not math.isfinite(eps) or eps < 0:
         raise ValueError(f"batch_norm2d: need 0 <= momentum <= 1 and eps >= 0, got momentum={momentum}, eps={eps}")
@@ -253,5 +259,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Layer normalization, like ``torch.nn.functional.layer_norm``.
 
     x: (*, *normalized_shape); weight, bias: normalized_shape or None. Returns x's shape.
+
+    Book: "Normalization", section "Layer normalization" (``book/normalization.md``).
     """
     return LayerNormFunction.apply(x, normalized_shape, weight, bias, eps)

@@ -64,6 +64,8 @@ class MaxPool2dFunction(torch.autograd.Function):
     tap (row-major, as in PyTorch) whose input equals the window's maximum, by
     one ``scatter_add`` into the padded input. A window whose maximum is NaN
     sends its gradient to its first tap (PyTorch: to the NaN).
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
 
     @staticmethod
@@ -129,6 +131,8 @@ class AvgPool2dFunction(torch.autograd.Function):
     non-padding entries (``count_include_pad=False``), or by
     ``divisor_override``. The backward spreads ``dout / divisor`` evenly over
     the window.
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
 
     @staticmethod
@@ -199,6 +203,8 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
     is the mean over its rows of the mean over its columns, so with averaging
     matrices ``A_h: (OH, H)`` and ``A_w: (OW, W)`` the forward is
     ``out = A_h @ x @ A_w^T`` and the backward ``dx = A_h^T @ dout @ A_w``.
+
+    Book: "Backpropagation through convolution and pooling", section "Checking gradients numerically" (``book/backprop_conv.md``).
     """
 
     @staticmethod
@@ -227,7 +233,10 @@ def _adaptive_size(output_size, x) -> tuple[int, int]:
 
 
 class GlobalAvgPool2dFunction(torch.autograd.Function):
-    """Global average pooling. x: (N, C, H, W) -> out: (N, C), the mean of each channel's ``H x W`` map."""
+    """Global average pooling. x: (N, C, H, W) -> out: (N, C), the mean of each channel's ``H x W`` map.
+
+    Book: "Pooling", section "Global and adaptive average pooling" (``book/pooling.md``).
+    """
 
     @staticmethod
     @autocast_policy("input")
@@ -250,6 +259,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     x: (N, C, H, W); kernel_size, stride (default: kernel_size), padding, dilation: int or pair.
     Returns (N, C, OH, OW), ``OH = floor((H + 2 ph - dh (KH - 1) - 1) / sh) + 1`` (``ceil`` with
     ``ceil_mode``). Padding, at most half the kernel size, counts as ``-inf``.
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
     return MaxPool2dFunction.apply(x, kernel_size, stride, padding, dilation, ceil_mode)
 
@@ -261,6 +272,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     x: (N, C, H, W); kernel_size, stride (default: kernel_size), padding: int or pair.
     Returns (N, C, OH, OW), ``OH = floor((H + 2 ph - KH) / sh) + 1`` (``ceil`` with ``ceil_mode``).
     Zero padding counts in the average unless ``count_include_pad=False``.
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
     return AvgPool2dFunction.apply(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
@@ -270,10 +283,15 @@ def adaptive_avg_pool2d(x, output_size) -> torch.Tensor:
 
     x: (N, C, H, W); output_size: int or (OH, OW) (``None`` keeps that input size).
     Returns (N, C, OH, OW).
+
+    Book: "Backpropagation through convolution and pooling", section "Checking gradients numerically" (``book/backprop_conv.md``).
     """
     return AdaptiveAvgPool2dFunction.apply(x, output_size)
 
 
 def global_avg_pool2d(x) -> torch.Tensor:
-    """Global average pooling: x: (N, C, H, W) -> (N, C). Equals ``adaptive_avg_pool2d(x, 1).flatten(1)``."""
+    """Global average pooling: x: (N, C, H, W) -> (N, C). Equals ``adaptive_avg_pool2d(x, 1).flatten(1)``.
+
+    Book: "Pooling", section "Global and adaptive average pooling" (``book/pooling.md``).
+    """
     return GlobalAvgPool2dFunction.apply(x)

@@ -51,26 +51,38 @@ def _check_dout(dout, expected_shape: tuple, name: str) -> np.ndarray:
 
 
 def relu_forward(x):
-    """Rectified linear unit: ``out = max(x, 0)``. x: any shape -> out: same shape."""
+    """Rectified linear unit: ``out = max(x, 0)``. x: any shape -> out: same shape.
+
+    Book: "Training and regularization", section "Initialization" (``book/training.md``).
+    """
     x = _as_float(x)
     return np.maximum(x, 0), x
 
 
 def relu_backward(dout, cache):
-    """Backward of :func:`relu_forward`: ``dx = dout * (x > 0)`` (0 at x = 0, as PyTorch)."""
+    """Backward of :func:`relu_forward`: ``dx = dout * (x > 0)`` (0 at x = 0, as PyTorch).
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     x = cache
     dout = _check_dout(dout, x.shape, "relu_backward")
     return dout * (x > 0)
 
 
 def leaky_relu_forward(x, negative_slope: float = 0.01):
-    """Leaky ReLU: ``out = x`` where x > 0, ``negative_slope * x`` elsewhere. x: any shape -> same shape."""
+    """Leaky ReLU: ``out = x`` where x > 0, ``negative_slope * x`` elsewhere. x: any shape -> same shape.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     x = _as_float(x)
     return np.where(x > 0, x, negative_slope * x).astype(x.dtype, copy=False), (x, negative_slope)
 
 
 def leaky_relu_backward(dout, cache):
-    """Backward of :func:`leaky_relu_forward`: ``dx = dout`` where x > 0, ``negative_slope * dout`` elsewhere."""
+    """Backward of :func:`leaky_relu_forward`: ``dx = dout`` where x > 0, ``negative_slope * dout`` elsewhere.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     x, negative_slope = cache
     dout = _check_dout(dout, x.shape, "leaky_relu_backward")
     return np.where(x > 0, dout, negative_slope * dout).astype(dout.dtype, copy=False)
@@ -82,6 +94,8 @@ def sigmoid_forward(x):
     ``exp(-x)`` overflows for x below about -710 (float64); so we only ever
     exponentiate ``-|x|`` (at most 1) and use ``sigmoid(x) = z / (1 + z)`` with
     ``z = exp(x)`` on the negative side, which is the same function.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
     """
     x = _as_float(x)
     z = np.exp(-np.abs(x))  # in (0, 1]
@@ -90,21 +104,30 @@ def sigmoid_forward(x):
 
 
 def sigmoid_backward(dout, cache):
-    """Backward of :func:`sigmoid_forward`: ``dx = dout * out * (1 - out)``; the cache is the output."""
+    """Backward of :func:`sigmoid_forward`: ``dx = dout * out * (1 - out)``; the cache is the output.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     out = cache
     dout = _check_dout(dout, out.shape, "sigmoid_backward")
     return dout * out * (1 - out)
 
 
 def tanh_forward(x):
-    """Hyperbolic tangent ``out = tanh(x)``. x: any shape -> same shape."""
+    """Hyperbolic tangent ``out = tanh(x)``. x: any shape -> same shape.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     x = _as_float(x)
     out = np.tanh(x)
     return out, out
 
 
 def tanh_backward(dout, cache):
-    """Backward of :func:`tanh_forward`: ``dx = dout * (1 - out^2)``; the cache is the output."""
+    """Backward of :func:`tanh_forward`: ``dx = dout * (1 - out^2)``; the cache is the output.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     out = cache
     dout = _check_dout(dout, out.shape, "tanh_backward")
     return dout * (1 - out * out)
@@ -119,6 +142,8 @@ def gelu_forward(x):
     ``out = x * Phi(x)`` with ``Phi(x) = (1 + erf(x / sqrt(2))) / 2`` the
     standard normal cumulative distribution. x: any shape -> same shape.
     (The tanh approximation is not implemented.)
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
     """
     x = _as_float(x)
     x64 = x.astype(np.float64, copy=False)
@@ -127,7 +152,10 @@ def gelu_forward(x):
 
 
 def gelu_backward(dout, cache):
-    """Backward of :func:`gelu_forward`: ``dx = dout * (Phi(x) + x * phi(x))``, phi the normal density."""
+    """Backward of :func:`gelu_forward`: ``dx = dout * (Phi(x) + x * phi(x))``, phi the normal density.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     x, cdf = cache
     dout = _check_dout(dout, x.shape, "gelu_backward")
     x64 = x.astype(np.float64, copy=False)
@@ -156,6 +184,8 @@ def dropout_forward(x, p: float, training: bool = True, rng=None):
     generator seeded with :data:`DEFAULT_DROPOUT_SEED` is made on every call,
     so results are reproducible but *every call drops the same elements*: in a
     training loop, create one generator and pass it each time.
+
+    Book: "Training and regularization", section "Dropout" (``book/training.md``).
     """
     x = _as_float(x)
     if not 0.0 <= p < 1.0:
@@ -170,7 +200,10 @@ def dropout_forward(x, p: float, training: bool = True, rng=None):
 
 
 def dropout_backward(dout, cache):
-    """Backward of :func:`dropout_forward`: ``dx = dout * mask`` (mask 0 or 1 / (1 - p)); identity in evaluation."""
+    """Backward of :func:`dropout_forward`: ``dx = dout * mask`` (mask 0 or 1 / (1 - p)); identity in evaluation.
+
+    Book: "Training and regularization", section "Dropout" (``book/training.md``).
+    """
     dout = _check_dout(dout, cache["shape"], "dropout_backward")
     return dout if cache["mask"] is None else dout * cache["mask"]
 
@@ -184,6 +217,8 @@ def linear_forward(x, w, b=None):
     x: (N, ..., in_features); w: (out_features, in_features); b: (out_features,) or None.
     Returns ``out: (N, ..., out_features)`` with ``out = x @ w.T + b`` (the
     leading dims are carried along: every row vector is transformed alike).
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
     """
     x, w = _as_float(x), _as_float(w)
     if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
@@ -210,6 +245,8 @@ def linear_backward(dout, cache):
     the forward pass had no bias)::
 
         dx = dout @ w,   dw = sum over rows of dout^T x,   db = sum over rows of dout
+
+    Book: "Training and regularization", section "Weight penalties: L2, L1 and weight decay" (``book/training.md``).
     """
     x, w, has_bias = cache
     dout = _check_dout(dout, x.shape[:-1] + (w.shape[0],), "linear_backward")
@@ -223,7 +260,10 @@ def linear_backward(dout, cache):
 
 
 def flatten_forward(x):
-    """Flatten every sample to a vector (``torch.flatten(x, 1)``): x: (N, ...) -> (N, prod(...))."""
+    """Flatten every sample to a vector (``torch.flatten(x, 1)``): x: (N, ...) -> (N, prod(...)).
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
+    """
     x = _as_float(x)
     if x.ndim < 1:
         raise ValueError(f"flatten_forward: expected x of shape (N, ...), got a scalar of shape {x.shape}")
@@ -231,7 +271,10 @@ def flatten_forward(x):
 
 
 def flatten_backward(dout, cache):
-    """Backward of :func:`flatten_forward`: dout (N, prod(...)) reshaped back to x's shape (N, ...)."""
+    """Backward of :func:`flatten_forward`: dout (N, prod(...)) reshaped back to x's shape (N, ...).
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
+    """
     shape = cache
     dout = _as_float(dout)
     expected = (shape[0], math.prod(shape[1:]))

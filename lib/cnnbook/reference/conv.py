@@ -166,6 +166,8 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     ``out[n] = w.reshape(F, -1) @ cols[n]`` for a convolution without groups.
     ``OH = floor((H + 2 * padding - dilation * (KH - 1) - 1) / stride) + 1`` (same for W).
     Matches ``torch.nn.functional.unfold``.
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     x = np.asarray(x)
     if x.ndim != 4:
@@ -188,6 +190,8 @@ def col2im(cols, input_shape, kernel_size, stride=1, padding=0, dilation=1) -> n
     It is the adjoint (transpose) of :func:`im2col`, which is why the backward
     pass of a convolution uses it: each input pixel receives the sum of the
     gradients of every window it took part in. Matches ``torch.nn.functional.fold``.
+
+    Book: "Backpropagation through convolution and pooling", section "The matrix view: im2col and col2im" (``book/backprop_conv.md``).
     """
     cols = np.asarray(cols)
     if len(input_shape) != 4:
@@ -248,6 +252,8 @@ def conv2d_forward_naive(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     Returns ``(out, cache)``, out: (N, F, OH, OW) with
     ``OH = floor((H + 2 * padding - dilation * (KH - 1) - 1) / stride) + 1`` (same for W).
     One loop over images, filters and output pixels; the window sum is one dot product.
+
+    Book: "Convolution arithmetic", section "Channels, filters and a batch" (``book/convolution_arithmetic.md``).
     """
     x, w, b, stride, padding, dilation, groups = _check_conv2d(
         x, w, b, stride, padding, dilation, groups, "conv2d_forward_naive"
@@ -276,6 +282,8 @@ def conv2d_backward_naive(dout, cache):
     dout: (N, F, OH, OW). Returns ``(dx, dw, db)`` with dx: (N, C, H, W),
     dw: (F, C // groups, KH, KW), db: (F,) or None. Each output pixel sends
     ``dout * w`` back to its window of the input and ``dout * window`` to the filter.
+
+    Book: "Convolution arithmetic", section "Channels, filters and a batch" (``book/convolution_arithmetic.md``).
     """
     x, w, has_bias, stride, padding, dilation, groups = cache
     dout = np.asarray(dout, dtype=x.dtype)

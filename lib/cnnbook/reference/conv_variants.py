@@ -25,6 +25,8 @@ def conv1d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     Returns ``(out, cache)`` with out: (N, F, L_out),
     ``L_out = floor((L + 2 * padding - dilation * (K - 1) - 1) / stride) + 1``.
     Same result as ``torch.nn.functional.conv1d``.
+
+    Book: "Convolution arithmetic", section "One and three dimensions" (``book/convolution_arithmetic.md``).
     """
     x, w = np.asarray(x), np.asarray(w)
     if x.ndim != 3 or w.ndim != 3:
@@ -46,6 +48,8 @@ def conv1d_backward(dout, cache):
     """Gradients of :func:`conv1d_forward`.
 
     dout: (N, F, L_out). Returns ``(dx, dw, db)``: dx: (N, C, L), dw: (F, C // groups, K), db: (F,) or None.
+
+    Book: "Convolution arithmetic", section "One and three dimensions" (``book/convolution_arithmetic.md``).
     """
     dx, dw, db = conv2d_backward(np.asarray(dout)[:, :, None, :], cache)
     return dx[:, :, 0, :], dw[:, :, 0, :], db
@@ -69,6 +73,8 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0, dil
     ``(i * stride, j * stride)``, exactly what :func:`col2im` does; ``output_padding``
     (< stride or < dilation) only adds rows/columns at the bottom/right.
     Same result as ``torch.nn.functional.conv_transpose2d``.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     op = "conv_transpose2d_forward"
     x, w, b, stride, padding, output_padding, dilation, groups = _check_conv_transpose2d(
@@ -95,6 +101,8 @@ def conv_transpose2d_backward(dout, cache):
     dout: (N, C_out, OH, OW). Returns ``(dx, dw, db)``: dx: (N, C_in, H, W),
     dw: (C_in, C_out // groups, KH, KW), db: (C_out,) or None.
     The gradient to the input is an ordinary convolution of dout with w.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     x, w, has_bias, out_shape, stride, padding, dilation, groups = cache
     batch, in_channels, height, width = x.shape

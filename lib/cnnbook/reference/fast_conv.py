@@ -44,6 +44,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     im2col, and a depthwise one (groups == C) sums KH * KW shifted copies of x instead.
     Raises ``ValueError`` naming the shapes for a wrong rank, a channel mismatch,
     groups that do not divide C and F, a wrong bias shape, or a window larger than the padded input.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     x, w, b, stride, padding, dilation, groups = _check_conv2d(
         x, w, b, stride, padding, dilation, groups, "conv2d_forward"
@@ -69,6 +71,8 @@ def conv2d_backward(dout, cache):
     db: (F,) or None when the forward had no bias.
     Per image and group: ``dw += dout[n] @ cols[n]^T``, ``dx[n] = col2im(w^T @ dout[n])``,
     ``db = dout`` summed over N, OH and OW.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     x, w, has_bias, stride, padding, dilation, groups = cache
     out_size = _conv_out_size(x.shape, w.shape[2:], stride, padding, dilation)

@@ -26,6 +26,8 @@ def log_softmax(x, axis: int = -1) -> np.ndarray:
     *log-sum-exp trick*) changes nothing mathematically (softmax is shift
     invariant) but makes the largest exponent exp(0) = 1, so nothing overflows,
     even for logits of magnitude 1e4 where ``exp(x)`` itself is infinite.
+
+    Book: "Training and regularization", section "Weight penalties: L2, L1 and weight decay" (``book/training.md``).
     """
     x = _as_float(x)
     shifted = x - x.max(axis=axis, keepdims=True)
@@ -36,6 +38,8 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed stably (see :func:`log_softmax`).
 
     x: any shape -> same shape; the values along ``axis`` are positive and sum to 1.
+
+    Book: "Normalization", section "Why the gradient check needs a random upstream gradient" (``book/normalization.md``).
     """
     x = _as_float(x)
     exps = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -52,6 +56,8 @@ def softmax_cross_entropy(logits, labels):
         dlogits = (softmax(logits) - one_hot(labels)) / N
 
     Stable for logits of any magnitude (computed through :func:`log_softmax`).
+
+    Book: "Training and regularization", section "Weight penalties: L2, L1 and weight decay" (``book/training.md``).
     """
     logits = _as_float(logits)
     labels = np.asarray(labels)
@@ -102,6 +108,8 @@ def l2_penalty(weights: Sequence, weight_decay: float):
     penalty to the loss and using ``weight_decay=lambda`` in SGD are the same
     update (the same holds for ``torch.optim.Adam``'s weight_decay, but *not*
     for AdamW, whose decay is applied to the weights outside the adaptive step).
+
+    Book: "Training and regularization", section "Weight penalties: L2, L1 and weight decay" (``book/training.md``).
     """
     weights = _check_penalty_inputs(weights, weight_decay, "l2_penalty")
     penalty = 0.5 * weight_decay * sum(np.sum(w * w) for w in weights)
@@ -119,6 +127,8 @@ def l1_penalty(weights: Sequence, weight_decay: float):
 
     |w| has no derivative at 0; like PyTorch we use 0 there. The gradient does
     not shrink with w, which is why L1 pushes small weights all the way to zero.
+
+    Book: "Training and regularization", section "Weight penalties: L2, L1 and weight decay" (``book/training.md``).
     """
     weights = _check_penalty_inputs(weights, weight_decay, "l1_penalty")
     penalty = weight_decay * sum(np.sum(np.abs(w)) for w in weights)

@@ -117,6 +117,8 @@ class BatchNormState:
     The running variance is updated with the *unbiased* batch variance
     (divide by N - 1), while the batch itself is normalized with the *biased*
     one (divide by N), exactly as ``torch.nn.BatchNorm1d`` does.
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
     """
 
     running_mean: np.ndarray
@@ -176,6 +178,8 @@ def batch_norm_forward(x, weight, bias, state: BatchNormState, training: bool = 
 
     Evaluation (``training=False``): the same formula with ``running_mean`` and
     ``running_var`` in place of the batch statistics; the state is not changed.
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
     """
     x, weight, bias = _check_batch_norm_inputs(x, weight, bias, state, "batch_norm_forward")
     if not training:
@@ -250,6 +254,8 @@ def batch_norm_backward(dout, cache):
     :func:`batch_norm_backward_simple` gives the same result in one formula.
     In evaluation mode (the cache records it) the statistics are constants and
     ``dx = dout * weight / sqrt(running_var + eps)``.
+
+    Book: "Normalization", section "The backward pass, node by node" (``book/normalization.md``).
     """
     dout = _check_dout(dout, cache["xhat"].shape, "batch_norm_backward")
     if cache["mode"] == "eval":
@@ -292,6 +298,8 @@ def batch_norm_backward_simple(dout, cache):
     ``sum_n(dout)`` is exactly ``dbias`` and ``sum_n(dout * xhat)`` is exactly
     ``dweight``: the input gradient reuses the parameter gradients.
     In evaluation mode, ``dx = dout * weight * inv_std``.
+
+    Book: "Normalization", section "The backward pass in closed form" (``book/normalization.md``).
     """
     dout = _check_dout(dout, cache["xhat"].shape, "batch_norm_backward_simple")
     if cache["mode"] == "eval":
@@ -323,6 +331,8 @@ def batch_norm2d_forward(x, weight, bias, state: BatchNormState, training: bool 
     (N * H * W, C) matrix whose columns are the channels, which is how it is
     computed here. Training updates ``state`` in place (unbiased variance with
     count N * H * W, as PyTorch) and needs N * H * W >= 2.
+
+    Book: "Normalization", section "Batch normalization in convolutional networks" (``book/normalization.md``).
     """
     x = _check_4d(x, "batch_norm2d_forward")
     N, C, H, W = x.shape
@@ -348,6 +358,8 @@ def batch_norm2d_backward(dout, cache):
 
     dout: (N, C, H, W); returns ``dx: (N, C, H, W)``, ``dweight: (C,)``, ``dbias: (C,)``.
     Same rearrangement as the forward pass, then :func:`batch_norm_backward_simple`.
+
+    Book: "Normalization", section "Batch normalization in convolutional networks" (``book/normalization.md``).
     """
     N, C, H, W = cache["shape"]
     dout = _check_dout(dout, cache["shape"], "batch_norm2d_backward")
@@ -371,6 +383,8 @@ def layer_norm_forward(x, weight, bias, eps: float = 1e-5):
     evaluation behave the same (no running statistics)::
 
         out[n] = weight * (x[n] - mean(x[n])) / sqrt(var(x[n]) + eps) + bias
+
+    Book: "Normalization", section "Layer normalization" (``book/normalization.md``).
     """
     x = _as_float(x)
     normalized_shape = np.shape(weight)
@@ -394,6 +408,8 @@ def layer_norm_backward(dout, cache):
     dout: (N, *S); returns ``dx: (N, *S)``, ``dweight: S``, ``dbias: S``.
     The batch-norm formula with the roles of the axes swapped: means are over S,
     parameter gradients sum over the leading dims.
+
+    Book: "Normalization", section "Layer normalization" (``book/normalization.md``).
     """
     xhat, inv_std, weight, normalized_axes = (cache[k] for k in ("xhat", "inv_std", "weight", "normalized_axes"))
     dout = _check_dout(dout, xhat.shape, "layer_norm_backward")
@@ -439,6 +455,8 @@ def group_norm_forward(x, num_groups: int, weight, bias, eps: float = 1e-5):
     its (C / G) * H * W values, then each channel c is scaled by ``weight[c]``
     and shifted by ``bias[c]``. G = 1 is layer norm over (C, H, W) with
     per-channel parameters; G = C is instance norm.
+
+    Book: "Normalization", section "Group and instance normalization" (``book/normalization.md``).
     """
     return _group_norm_forward(x, num_groups, weight, bias, eps, "group_norm_forward")
 
@@ -447,6 +465,8 @@ def group_norm_backward(dout, cache):
     """Backward pass of :func:`group_norm_forward`.
 
     dout: (N, C, H, W); returns ``dx: (N, C, H, W)``, ``dweight: (C,)``, ``dbias: (C,)``.
+
+    Book: "Normalization", section "Group and instance normalization" (``book/normalization.md``).
     """
     xhat, inv_std, weight, num_groups = (cache[k] for k in ("xhat", "inv_std", "weight", "num_groups"))
     dout = _check_dout(dout, xhat.shape, "group_norm_backward")
@@ -465,6 +485,8 @@ def instance_norm_forward(x, weight, bias, eps: float = 1e-5):
     x: (N, C, H, W); weight, bias: (C,). Returns ``out`` of x's shape and a cache.
     Every (sample, channel) feature map is normalized over its own H * W pixels:
     group norm with one channel per group, ``group_norm_forward(x, C, weight, bias, eps)``.
+
+    Book: "Normalization", section "Group and instance normalization" (``book/normalization.md``).
     """
     x = _as_float(x)
     if x.ndim < 2:
@@ -473,7 +495,10 @@ def instance_norm_forward(x, weight, bias, eps: float = 1e-5):
 
 
 def instance_norm_backward(dout, cache):
-    """Backward pass of :func:`instance_norm_forward`: dout (N, C, H, W) -> dx, dweight (C,), dbias (C,)."""
+    """Backward pass of :func:`instance_norm_forward`: dout (N, C, H, W) -> dx, dweight (C,), dbias (C,).
+
+    Book: "Normalization", section "Group and instance normalization" (``book/normalization.md``).
+    """
     return group_norm_backward(dout, cache)
 
 

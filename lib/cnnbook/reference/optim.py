@@ -63,6 +63,8 @@ def sgd(w, dw, lr: float, weight_decay: float = 0.0) -> np.ndarray:
 
     w: any shape; dw: the gradient of the loss, same shape. Returns the new weights
     (there is no state). Matches ``torch.optim.SGD(lr=lr, weight_decay=weight_decay)``.
+
+    Book: "Training and regularization", section "Momentum and Adam" (``book/training.md``).
     """
     w, dw = _check_step(w, dw, "sgd", lr, weight_decay)
     return w - lr * (dw + weight_decay * w)
@@ -70,7 +72,10 @@ def sgd(w, dw, lr: float, weight_decay: float = 0.0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SGDMomentumState:
-    """State of :func:`sgd_momentum`: the velocity (PyTorch's ``momentum_buffer``), w's shape; None before step 1."""
+    """State of :func:`sgd_momentum`: the velocity (PyTorch's ``momentum_buffer``), w's shape; None before step 1.
+
+    Book: "Training and regularization", section "Momentum and Adam" (``book/training.md``).
+    """
 
     velocity: np.ndarray | None = None
 
@@ -99,6 +104,8 @@ def sgd_momentum(
     running sum of gradients, not of steps), so changing lr mid-training does
     not rescale past steps; some textbooks write ``v = mu * v - lr * g`` instead,
     which only agrees while lr is constant. Nesterov needs momentum > 0 and no dampening.
+
+    Book: "Training and regularization", section "Momentum and Adam" (``book/training.md``).
     """
     w, dw = _check_step(w, dw, "sgd_momentum", lr, weight_decay)
     if momentum < 0:
@@ -127,6 +134,8 @@ class AdamState:
     step: how many updates have been made (0 before the first).
     m: running mean of the gradients (PyTorch's ``exp_avg``), w's shape; None before step 1.
     v: running mean of the squared gradients (``exp_avg_sq``), w's shape; None before step 1.
+
+    Book: "Training and regularization", section "Momentum and Adam" (``book/training.md``).
     """
 
     step: int = 0
@@ -177,6 +186,8 @@ def adam(
 
     ``weight_decay`` here is an L2 penalty added to the gradient (so it is
     rescaled by the adaptive denominator); see :func:`adamw` for decoupled decay.
+
+    Book: "Training and regularization", section "Momentum and Adam" (``book/training.md``).
     """
     w, dw = _check_step(w, dw, "adam", lr, weight_decay)
     grad = dw + weight_decay * w if weight_decay != 0 else dw
@@ -198,6 +209,8 @@ def adamw(
     Returns ``(new_w, new_state)``. First shrink the weights, ``w <- w * (1 - lr * weight_decay)``,
     then take the Adam step of :func:`adam` with the plain gradient ``dw``.
     Unlike Adam's L2 penalty, the decay is not divided by sqrt(v): every weight decays at the same rate.
+
+    Book: "Training and regularization", section "Weight decay is not an L2 penalty for Adam" (``book/training.md``).
     """
     w, dw = _check_step(w, dw, "adamw", lr, weight_decay)
     decayed = w * (1 - lr * weight_decay)
@@ -216,6 +229,8 @@ def step_lr(base_lr: float, epoch: int, step_size: int, gamma: float = 0.1) -> f
     """Step decay: multiply by ``gamma`` every ``step_size`` epochs (``torch.optim.lr_scheduler.StepLR``).
 
     ``lr = base_lr * gamma ** (epoch // step_size)``; epoch = 0, 1, 2, ...
+
+    Book: "Training and regularization", section "Learning-rate schedules" (``book/training.md``).
     """
     _check_epoch(epoch, "step_lr")
     if step_size < 1:
@@ -224,7 +239,10 @@ def step_lr(base_lr: float, epoch: int, step_size: int, gamma: float = 0.1) -> f
 
 
 def exponential_lr(base_lr: float, epoch: int, gamma: float) -> float:
-    """Exponential decay every epoch (``torch.optim.lr_scheduler.ExponentialLR``): ``lr = base_lr * gamma ** epoch``."""
+    """Exponential decay every epoch (``torch.optim.lr_scheduler.ExponentialLR``): ``lr = base_lr * gamma ** epoch``.
+
+    Book: "Training and regularization", section "Learning-rate schedules" (``book/training.md``).
+    """
     _check_epoch(epoch, "exponential_lr")
     return base_lr * gamma**epoch
 
@@ -236,6 +254,8 @@ def cosine_lr(base_lr: float, epoch: int, total_epochs: int, min_lr: float = 0.0
     (PyTorch's ``T_max`` is ``total_epochs``, ``eta_min`` is ``min_lr``).
     At ``epoch = total_epochs`` the rate is ``min_lr``; past it the cosine rises
     again, exactly as PyTorch's does, so set total_epochs to the length of the run.
+
+    Book: "Training and regularization", section "Learning-rate schedules" (``book/training.md``).
     """
     _check_epoch(epoch, "cosine_lr")
     if total_epochs < 1:
@@ -255,6 +275,8 @@ def linear_warmup(
 
     For warm-up, use a small start_factor (e.g. 0.01) and end_factor = 1.
     PyTorch requires 0 < start_factor <= 1 and 0 <= end_factor <= 1; so do we.
+
+    Book: "Training and regularization", section "Learning-rate schedules" (``book/training.md``).
     """
     _check_epoch(step, "linear_warmup", "step")
     if warmup_steps < 1:
@@ -276,6 +298,8 @@ def warmup_cosine_lr(
     ``cosine_lr(base_lr, step - warmup_steps, total_steps - warmup_steps, min_lr)``.
     Equivalent to PyTorch's ``SequentialLR([LinearLR(start_factor, total_iters=warmup_steps),
     CosineAnnealingLR(T_max=total_steps - warmup_steps, eta_min=min_lr)], milestones=[warmup_steps])``.
+
+    Book: "Training and regularization", section "Learning-rate schedules" (``book/training.md``).
     """
     if not 0 < warmup_steps < total_steps:
         raise ValueError(f"warmup_cosine_lr: need 0 < warmup_steps < total_steps, got {warmup_steps} and {total_steps}")

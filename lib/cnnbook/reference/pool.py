@@ -120,6 +120,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     (padded positions are never the maximum, as if they held -inf).
     Returns ``(out, cache)`` with out: (N, C, OH, OW), ``OH = floor((H + 2 * padding - KH) / stride) + 1``.
     Same result as ``torch.nn.functional.max_pool2d(x, kernel_size, stride, padding)``.
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
     x, kernel, stride, padding, out_size = _check_pool(x, kernel_size, stride, padding, "max_pool2d_forward")
     taps = list(_taps(x.shape, out_size, kernel, stride, padding))
@@ -147,6 +149,8 @@ def max_pool2d_backward(dout, cache):
     dout: (N, C, OH, OW). Returns dx: (N, C, H, W). When a window holds
     the maximum more than once, the first one in row-major order receives the
     gradient, as in PyTorch (the gradient of max is not unique there).
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
     x, out, kernel, stride, padding = cache
     dout = _check_dout(dout, out.shape, "max_pool2d_backward").astype(x.dtype, copy=False)
@@ -184,6 +188,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad
     the mean, so the divisor is always KH * KW; otherwise it is the number of
     real pixels in the window. Same result as
     ``torch.nn.functional.avg_pool2d(x, kernel_size, stride, padding, count_include_pad=...)``.
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
     x, kernel, stride, padding, out_size = _check_pool(x, kernel_size, stride, padding, "avg_pool2d_forward")
     taps = list(_taps(x.shape, out_size, kernel, stride, padding))
@@ -202,6 +208,8 @@ def avg_pool2d_backward(dout, cache):
     """Gradient of :func:`avg_pool2d_forward`: each window's dout, divided by its divisor, goes to all its pixels.
 
     dout: (N, C, OH, OW). Returns dx: (N, C, H, W).
+
+    Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
     x_shape, divisor, kernel, stride, padding = cache
     out_size = tuple((x_shape[2 + a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
@@ -238,6 +246,8 @@ def global_avg_pool2d_forward(x):
 
     x: (N, C, H, W). Returns ``(out, cache)`` with out: (N, C).
     Same as ``x.mean(axis=(2, 3))`` and ``torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)``.
+
+    Book: "Pooling", section "Global and adaptive average pooling" (``book/pooling.md``).
     """
     x = np.asarray(x)
     if x.ndim != 4:
@@ -251,6 +261,8 @@ def global_avg_pool2d_backward(dout, cache):
     """Gradient of :func:`global_avg_pool2d_forward`: dout / (H * W) spread over every position.
 
     dout: (N, C). Returns dx: (N, C, H, W).
+
+    Book: "Pooling", section "Global and adaptive average pooling" (``book/pooling.md``).
     """
     x_shape, dtype = cache
     dout = _check_dout(dout, x_shape[:2], "global_avg_pool2d_backward").astype(dtype, copy=False)
@@ -282,6 +294,8 @@ def adaptive_avg_pool2d_forward(x, output_size):
     rows ``floor(i * H / OH)`` to ``ceil((i + 1) * H / OH) - 1`` and the matching columns (bins
     may overlap when H is not a multiple of OH). Same as ``torch.nn.functional.adaptive_avg_pool2d``.
     The bins are separable, so ``out = A_h @ x @ A_w^T`` with an averaging matrix per axis.
+
+    Book: "Backpropagation through convolution and pooling", section "Checking gradients numerically" (``book/backprop_conv.md``).
     """
     op = "adaptive_avg_pool2d_forward"
     x = np.asarray(x)
@@ -300,6 +314,8 @@ def adaptive_avg_pool2d_backward(dout, cache):
     """Gradient of :func:`adaptive_avg_pool2d_forward`: ``dx = A_h^T @ dout @ A_w``.
 
     dout: (N, C, OH, OW). Returns dx: (N, C, H, W).
+
+    Book: "Backpropagation through convolution and pooling", section "Checking gradients numerically" (``book/backprop_conv.md``).
     """
     x_shape, rows, cols = cache
     expected = x_shape[:2] + (rows.shape[0], cols.shape[0])

@@ -42,6 +42,8 @@ def correlate1d(signal, kernel) -> np.ndarray:
 
     signal: (n,), kernel: (k,) -> (n - k + 1,).
     Example: ``correlate1d([1, 2, 3, 4, 5], [1, 0, -1])`` is ``[-2, -2, -2]``.
+
+    Book: "Convolution and cross-correlation", section "A worked example in one dimension" (``book/convolution_basics.md``).
     """
     signal, kernel = _check(signal, kernel, 1, "correlate1d")
     n_out = signal.shape[0] - kernel.shape[0] + 1
@@ -55,6 +57,8 @@ def convolve1d(signal, kernel) -> np.ndarray:
 
     ``y[i] = sum_k x[i + k] * w[K - 1 - k]``; signal: (n,), kernel: (k,) -> (n - k + 1,).
     Matches ``np.convolve(signal, kernel, mode="valid")``.
+
+    Book: "Convolution and cross-correlation", section "A worked example in one dimension" (``book/convolution_basics.md``).
     """
     signal, kernel = _check(signal, kernel, 1, "convolve1d")
     return correlate1d(signal, kernel[::-1])
@@ -65,6 +69,8 @@ def correlate2d(image, kernel) -> np.ndarray:
 
     image: (H, W), kernel: (KH, KW) -> (H - KH + 1, W - KW + 1).
     This is what ``torch.nn.functional.conv2d`` computes for one channel.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     image, kernel = _check(image, kernel, 2, "correlate2d")
     windows = np.lib.stride_tricks.sliding_window_view(image, kernel.shape)
@@ -77,6 +83,8 @@ def convolve2d(image, kernel) -> np.ndarray:
 
     image: (H, W), kernel: (KH, KW) -> (H - KH + 1, W - KW + 1).
     Matches ``scipy.signal.convolve2d(image, kernel, mode="valid")``.
+
+    Book: "Backpropagation through convolution and pooling", section "The formulas, computed" (``book/backprop_conv.md``).
     """
     image, kernel = _check(image, kernel, 2, "convolve2d")
     return correlate2d(image, kernel[::-1, ::-1])
@@ -87,6 +95,8 @@ def sobel_edges(image) -> np.ndarray:
 
     image: (H, W) -> (H - 2, W - 2), ``sqrt(gx**2 + gy**2)`` with
     ``gx = correlate2d(image, SOBEL_X)`` and ``gy = correlate2d(image, SOBEL_Y)``.
+
+    Book: "Convolution and cross-correlation", section "Edge detection on a real photograph" (``book/convolution_basics.md``).
     """
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
