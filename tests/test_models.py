@@ -254,9 +254,9 @@ def test_summarize_counts_the_books_own_layers():
 SWITCH_MODELS = [
     ("lenet5", lambda **kw: models.lenet5(**kw), (3, 1, 32, 32)),
     ("lenet5-28", lambda **kw: models.lenet5(input_size=28, **kw), (3, 1, 28, 28)),
-    ("resnet18 (basic)", lambda **kw: models.resnet18(num_classes=10, **kw), (4, 3, 64, 64)),
-    ("resnet50 (bottleneck)", lambda **kw: models.resnet50(num_classes=10, **kw), (4, 3, 64, 64)),
-    ("preact_resnet18", lambda **kw: models.preact_resnet18(num_classes=10, **kw), (4, 3, 64, 64)),
+    ("resnet18 (basic)", lambda **kw: models.resnet18(num_classes=10, **kw), (2, 3, 64, 64)),
+    ("resnet50 (bottleneck)", lambda **kw: models.resnet50(num_classes=10, **kw), (2, 3, 64, 64)),
+    ("preact_resnet18", lambda **kw: models.preact_resnet18(num_classes=10, **kw), (2, 3, 64, 64)),
     ("resnet20 (CIFAR)", lambda **kw: models.resnet20(in_channels=1, **kw), (2, 1, 28, 28)),
     ("plain20", lambda **kw: models.plain20(in_channels=1, **kw), (2, 1, 28, 28)),
 ]
