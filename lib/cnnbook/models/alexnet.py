@@ -1,4 +1,4 @@
-"""AlexNet: Krizhevsky, Sutskever and Hinton 2012 {cite}`krizhevsky2012imagenet`, in its one-GPU form.
+"""AlexNet: Krizhevsky, Sutskever and Hinton 2012 (references.bib: ``krizhevsky2012imagenet``), in its one-GPU form.
 
 The paper split its layers over two GPUs (96 + 96 filters in the first layer).
 This is the single-tower layout torchvision uses (64, 192, 384, 256, 256

@@ -1,6 +1,6 @@
 """Small ResNets for 32 x 32 images, and their "plain" twins without shortcuts.
 
-He et al. 2016, *Deep residual learning for image recognition* {cite}`he2016deep`,
+He et al. 2016, *Deep residual learning for image recognition* (references.bib: ``he2016deep``),
 section 4.2 (CIFAR-10): a 3x3 convolution with 16 filters, then three stages of
 ``n`` basic blocks (two 3x3 convolutions each) with 16, 32 and 64 filters on
 maps of 32, 16 and 8 pixels, global average pooling and a fully connected

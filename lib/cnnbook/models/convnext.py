@@ -1,4 +1,4 @@
-"""ConvNeXt-T: Liu et al. 2022, *A ConvNet for the 2020s* {cite}`liu2022convnet`, section 2 and Figure 4.
+"""ConvNeXt-T: Liu et al. 2022, *A ConvNet for the 2020s* (references.bib: ``liu2022convnet``), section 2 and Figure 4.
 
 A ResNet modernised step by step toward a vision transformer's design:
 

@@ -1,4 +1,4 @@
-"""DenseNet-121: Huang, Liu, van der Maaten and Weinberger 2017 {cite}`huang2017densely`, Table 1 (DenseNet-BC).
+"""DenseNet-121: Huang, Liu, van der Maaten and Weinberger 2017 (references.bib: ``huang2017densely``), Table 1 (DenseNet-BC).
 
 Inside a dense block every layer reads the concatenation of all earlier
 outputs of the block and adds ``growth_rate`` (k = 32) new channels:

@@ -1,4 +1,4 @@
-"""EfficientNet-B0 and EfficientNet-Lite0: Tan and Le 2019 {cite}`tan2019efficientnet`, Table 1.
+"""EfficientNet-B0 and EfficientNet-Lite0: Tan and Le 2019 (references.bib: ``tan2019efficientnet``), Table 1.
 
 The body is a stack of MBConv blocks (MobileNet v2's inverted residual,
 :class:`cnnbook.models.mobilenet.InvertedResidual`) with a squeeze-and-excitation
@@ -51,7 +51,7 @@ EFFICIENTNET_B0_CONFIG = (
 
 
 class StochasticDepth(nn.Module):
-    """Drop a residual branch per sample (Huang et al. 2016). x: (N, ...) -> same shape.
+    """Drop a residual branch per sample (Huang et al. 2016, references.bib: ``huang2016deep``). x: (N, ...) -> same.
 
     In training each sample's branch is zeroed with probability ``p`` and the
     others are scaled by ``1 / (1 - p)``; the identity in eval mode.

@@ -1,4 +1,4 @@
-"""GoogLeNet (Inception v1): Szegedy et al. 2015 {cite}`szegedy2015going`, Table 1 and Figure 2b.
+"""GoogLeNet (Inception v1): Szegedy et al. 2015 (references.bib: ``szegedy2015going``), Table 1 and Figure 2b.
 
 An Inception module runs four branches side by side on the same input and
 concatenates their outputs along the channels:

@@ -1,4 +1,4 @@
-"""LeNet-5, the 1998 original: LeCun, Bottou, Bengio and Haffner {cite}`lecun1998gradient`, section II.B.
+"""LeNet-5, the 1998 original: LeCun, Bottou, Bengio and Haffner (references.bib: ``lecun1998gradient``), section II.B.
 
 Layers and shapes for the paper's 32 x 32 input (``x: (N, 1, 32, 32)``):
 

@@ -1,11 +1,11 @@
 """MobileNet v1 and v2: depthwise-separable convolutions.
 
-- v1: Howard et al. 2017 {cite}`howard2017mobilenets`, Table 1. A 3x3 *depthwise*
+- v1: Howard et al. 2017 (references.bib: ``howard2017mobilenets``), Table 1. A 3x3 *depthwise*
   convolution (one filter per channel, ``groups = C``) followed by a 1x1
   *pointwise* convolution replaces a full 3x3 convolution, for about
   ``1 / (1 / C_out + 1 / 9)`` times fewer weights and MACs
   (:func:`cnnbook.shapes.depthwise_separable_reduction`). 4.2M parameters, 569M MACs.
-- v2: Sandler et al. 2018 {cite}`sandler2018mobilenetv2`, Table 2. The
+- v2: Sandler et al. 2018 (references.bib: ``sandler2018mobilenetv2``), Table 2. The
   *inverted residual*: a 1x1 expansion by ``t``, a 3x3 depthwise convolution,
   and a 1x1 *linear* projection (no activation: a ReLU in a narrow space
   destroys information), with a shortcut when input and output shapes agree.

@@ -1,8 +1,8 @@
 """ResNet for ImageNet: basic and bottleneck residual blocks, and the pre-activation variant.
 
-He et al. 2016, *Deep residual learning for image recognition* {cite}`he2016deep`,
+He et al. 2016, *Deep residual learning for image recognition* (references.bib: ``he2016deep``),
 Table 1; pre-activation blocks from He et al. 2016, *Identity mappings in deep
-residual networks* {cite}`he2016identity`.
+residual networks* (references.bib: ``he2016identity``).
 
 A residual block computes ``out = relu(F(x) + shortcut(x))``. The shortcut is
 the identity, or a 1x1 convolution with stride (plus batch norm) where the block

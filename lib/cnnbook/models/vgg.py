@@ -1,4 +1,4 @@
-"""VGG: Simonyan and Zisserman 2015 {cite}`simonyan2015very`, configurations A, B, D, E (Table 1).
+"""VGG: Simonyan and Zisserman 2015 (references.bib: ``simonyan2015very``), configurations A, B, D, E (Table 1).
 
 Stacks of 3x3 convolutions (padding 1, so the size is kept) separated by 2x2
 max pooling that halves the size, five times: x: (N, 3, 224, 224) ->
