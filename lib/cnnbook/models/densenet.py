@@ -10,7 +10,7 @@ and halves the size with 2x2 average pooling.
 Shapes, x: (N, 3, 224, 224): stem (N, 64, 56, 56); block 1 (6 layers)
 -> (N, 256, 56, 56) -> transition (N, 128, 28, 28); block 2 (12) -> 512 ->
 (N, 256, 14, 14); block 3 (24) -> 1024 -> (N, 512, 7, 7); block 4 (16) ->
-(N, 1024, 7, 7); logits (N, num_classes). 7,978,856 parameters, 2.9 GMACs.
+(N, 1024, 7, 7); logits (N, num_classes). 7,978,856 parameters, 2.8 GMACs.
 """
 
 from __future__ import annotations

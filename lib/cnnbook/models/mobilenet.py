@@ -101,6 +101,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.avgpool = kit.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Sequential(kit.Dropout(dropout), kit.Linear(width, num_classes))
+        _init_mobilenet(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -186,9 +187,7 @@ def _init_mobilenet(model: nn.Module) -> None:
 def mobilenet_v1(*, num_classes: int = 1000, width_mult: float = 1.0, in_channels: int = 3, dropout: float = 0.0,
                  layers: str = "torch") -> MobileNetV1:
     """MobileNet v1 (Howard et al. 2017): 4,231,976 parameters and 569M MACs at width 1 (paper: 4.2M, 569M)."""
-    model = MobileNetV1(num_classes, width_mult, in_channels, dropout, layers)
-    _init_mobilenet(model)
-    return model
+    return MobileNetV1(num_classes, width_mult, in_channels, dropout, layers)
 
 
 @constructor

@@ -245,6 +245,7 @@ def resnet152(*, num_classes: int = 1000, in_channels: int = 3, layers: str = "t
 @constructor
 def preact_resnet18(*, num_classes: int = 1000, in_channels: int = 3, layers: str = "torch") -> PreActResNet:
     """Pre-activation ResNet-18 (He et al. 2016, *Identity mappings*): ResNet-18's layout with
-    :class:`PreActBlock`; 11,689,512 - 1,792 (no BN on projection shortcuts) + 1,024 (``bn_final``)
-    - 896 (each stage's first ``bn1`` sees the narrower input) parameters."""
+    :class:`PreActBlock`; 11,687,848 parameters = ResNet-18's 11,689,512 - 1,792 (no BN on the
+    projection shortcuts) + 1,024 (``bn_final``) - 896 (each stage's first ``bn1`` sees the narrower input).
+    """
     return _resnet("preact_resnet18", num_classes, in_channels, layers)
