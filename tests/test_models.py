@@ -96,24 +96,61 @@ def randomise_batch_norm_statistics(model, generator) -> None:
             module.bias.data.normal_(0, 0.1, generator=generator)
 
 
-@pytest.mark.parametrize("name, size", [("resnet18", 64), ("resnet50", 64), ("googlenet", 64),
-                                        ("densenet121", 64), ("mobilenet_v2", 64), ("efficientnet_b0", 64),
-                                        ("convnext_tiny", 64)])
-def test_torchvision_weights_load_strictly_and_give_the_same_outputs(name, size):
+def calibrate_batch_norm(model, x) -> None:
+    """Running statistics := the statistics of batch x (one training-mode pass, cumulative average).
+
+    An untrained network in eval mode with running statistics (0, 1) shrinks its
+    signal layer after layer until the logits are the last bias, whatever x: a
+    comparison of outputs would then test nothing. Calibrated, every layer carries x.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "googlenet", "densenet121", "mobilenet_v2",
+                                  "efficientnet_b0", "convnext_tiny"])
+def test_torchvision_weights_load_strictly_and_give_the_same_outputs(name):
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     theirs = torchvision_model(name, device="cpu")
-    randomise_batch_norm_statistics(theirs, generator)
-    if name == "convnext_tiny":  # layer scale starts at 1e-6: make the blocks count
+    x = torch.randn(4, 3, 64, 64, generator=generator)
+    with torch.no_grad():
         for key, value in theirs.state_dict().items():
-            if key.endswith("layer_scale"):
+            if key.endswith("layer_scale"):  # ConvNeXt's starts at 1e-6: make the blocks count
                 value.fill_(0.5)
+            elif name == "convnext_tiny" and key.endswith(("block.2.weight", ".0.weight")) and value.dim() == 1:
+                value.uniform_(0.5, 1.5, generator=generator)
+    calibrate_batch_norm(theirs, x)
     ours = getattr(models, name)()
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    ours.eval(), theirs.eval()
-    x = torch.randn(2, 3, size, size, generator=generator)
+    ours.eval()
     with torch.no_grad():
-        assert_close(f"{name} output", ours(x), theirs(x), "float32", tol=1e-5)
+        expected, actual = theirs(x), ours(x)
+    assert_close(f"{name} output", actual, expected, "float32", tol=1e-5)
+    spread = float((expected - expected.mean(dim=0)).abs().max() / expected.abs().max())
+    assert spread > 0.05, f"{name}: the outputs hardly depend on the input ({spread:.1e}), the comparison is blind"
+
+
+def test_googlenet_transform_input_as_torchvision():
+    """What reaches conv1 after the re-normalisation (the outputs of an untrained GoogLeNet barely depend on x)."""
+    theirs = torchvision_model("googlenet", device="cpu", transform_input=True, aux_logits=False).eval()
+    ours = models.googlenet(transform_input=True, aux_logits=False).eval()
+    seen = []
+    for model in (theirs, ours):
+        model.conv1.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs(x), ours(x)
+    assert_close("googlenet(transform_input=True) conv1 input", seen[1], seen[0], "float32")
+    assert float((seen[1] - x).abs().max()) > 0.1
 
 
 def test_googlenet_training_returns_the_auxiliary_logits():

@@ -105,12 +105,12 @@ INCEPTION_CONFIGS = {
 class GoogLeNet(nn.Module):
     """GoogLeNet. x: (N, 3, H, W) -> logits (N, num_classes) (``GoogLeNetOutputs`` in training with aux)."""
 
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = True, dropout: float = 0.2,
-                 dropout_aux: float = 0.7, layers: str = "torch"):
+    def __init__(self, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False,
+                 dropout: float = 0.2, dropout_aux: float = 0.7, layers: str = "torch"):
         super().__init__()
         kit = layer_kit(layers)
         check_num_classes(num_classes, "googlenet")
-        self.aux_logits = aux_logits
+        self.aux_logits, self.transform_input = aux_logits, transform_input
         self.conv1 = BasicConv2d(3, 64, layers, kernel_size=7, stride=2, padding=3)
         self.maxpool1 = kit.MaxPool2d(3, stride=2, ceil_mode=True)
         self.conv2 = BasicConv2d(64, 64, layers, kernel_size=1)
@@ -132,6 +132,8 @@ class GoogLeNet(nn.Module):
         self.fc = kit.Linear(1024, num_classes)
 
     def forward(self, x: torch.Tensor):
+        if self.transform_input:
+            x = _renormalize(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
@@ -146,8 +148,23 @@ class GoogLeNet(nn.Module):
         return GoogLeNetOutputs(logits, aux2, aux1) if auxiliary else logits
 
 
+def _renormalize(x: torch.Tensor) -> torch.Tensor:
+    """x normalised with the ImageNet mean and std -> the same image scaled to [-1, 1], ``(rgb - 0.5) / 0.5``.
+
+    The ImageNet weights torchvision ships for GoogLeNet were trained on the latter.
+    x: (N, 3, H, W) -> (N, 3, H, W).
+    """
+    mean = x.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = x.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    return (x * std + mean - 0.5) / 0.5
+
+
 @constructor
-def googlenet(*, num_classes: int = 1000, aux_logits: bool = True, dropout: float = 0.2, dropout_aux: float = 0.7,
-              layers: str = "torch") -> GoogLeNet:
-    """GoogLeNet (Szegedy et al. 2015): 13,004,888 parameters with the auxiliary classifiers, 6,624,904 without."""
-    return GoogLeNet(num_classes, aux_logits, dropout, dropout_aux, layers)
+def googlenet(*, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False,
+              dropout: float = 0.2, dropout_aux: float = 0.7, layers: str = "torch") -> GoogLeNet:
+    """GoogLeNet (Szegedy et al. 2015): 13,004,888 parameters with the auxiliary classifiers, 6,624,904 without.
+
+    transform_input: re-normalise ImageNet-normalised input to [-1, 1] first, as torchvision's
+    pretrained GoogLeNet does.
+    """
+    return GoogLeNet(num_classes, aux_logits, transform_input, dropout, dropout_aux, layers)
