@@ -475,13 +475,17 @@ def _layer_macs(module, inputs, output) -> int:
     """MACs of one call of a leaf module; 0 for layers that are not convolutions or fully connected."""
     import torch.nn as nn  # noqa: PLC0415
 
-    if isinstance(module, nn.modules.conv._ConvNd):
+    from cnnbook.ops import modules as ops  # noqa: PLC0415 - the book's own Conv2d and Linear count too
+
+    if hasattr(module, "count_macs"):  # a layer that states its own cost (LeNet-5's partly connected C3)
+        return module.count_macs(inputs, output)
+    if isinstance(module, (nn.modules.conv._ConvNd, ops.Conv2d)):
         per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
-        if module.transposed:
+        if getattr(module, "transposed", False):
             # Each *input* value is multiplied by (C_out / groups) * prod(kernel) weights.
             return inputs[0].numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
         return output.numel() * per_output
-    if isinstance(module, nn.Linear):
+    if isinstance(module, (nn.Linear, ops.Linear)):
         return output.numel() * module.in_features
     if isinstance(module, nn.Bilinear):
         return output.numel() * module.in1_features * module.in2_features

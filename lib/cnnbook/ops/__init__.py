@@ -14,10 +14,12 @@ Where to find what:
 - :mod:`cnnbook.ops.pool`        ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``, ``global_avg_pool2d``
 - :mod:`cnnbook.ops.norm`        ``batch_norm2d``, ``layer_norm``
 - :mod:`cnnbook.ops.elementwise` ``relu``, ``dropout``, ``linear``
+- :mod:`cnnbook.ops.activations` ``tanh``, ``sigmoid``, ``silu``, ``relu6``, ``gelu`` and their layers
 - :mod:`cnnbook.ops.modules`     ``nn.Module`` layers with ``torch.nn``'s names and parameters
 - :mod:`cnnbook.ops.geometry`    window arithmetic and the shape checks shared by conv and pooling
 """
 
+from .activations import GELU, ReLU6, Sigmoid, SiLU, Tanh, gelu, relu6, sigmoid, silu, tanh
 from .conv import Conv2dFunction, DepthwiseConv2dFunction, col2im, conv2d, im2col
 from .elementwise import DropoutFunction, LinearFunction, ReLUFunction, dropout, linear, relu
 from .modules import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, LayerNorm, Linear, MaxPool2d, ReLU
@@ -45,6 +47,11 @@ __all__ = [
     "dropout",
     "relu",
     "linear",
+    "tanh",
+    "sigmoid",
+    "silu",
+    "relu6",
+    "gelu",
     "im2col",
     "col2im",
     # modules
@@ -57,6 +64,11 @@ __all__ = [
     "Dropout",
     "Linear",
     "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "SiLU",
+    "ReLU6",
+    "GELU",
     # autograd Functions
     "Conv2dFunction",
     "DepthwiseConv2dFunction",
