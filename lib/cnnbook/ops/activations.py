@@ -10,7 +10,8 @@ wrapper named and constructed as its ``torch.nn`` twin. The derivatives:
 - ``gelu``:    ``out = x * Phi(x)``,          ``dx = dout * (Phi(x) + x * phi(x))``
   (``Phi``, ``phi``: the standard normal CDF and density; the exact GELU, not the tanh approximation)
 
-All map x: any shape -> the same shape.
+All map x: any shape -> the same shape, in x's dtype, under ``torch.autocast`` too (policy ``"input"``,
+as autocast runs these activations in the dtype it is given).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import math
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from .amp import autocast_off, autocast_policy
 
 __all__ = [
     "tanh", "sigmoid", "silu", "relu6", "gelu",
@@ -32,12 +35,14 @@ class TanhFunction(torch.autograd.Function):
     """Hyperbolic tangent. x: any shape -> out: same shape; ``dx = dout * (1 - out^2)``."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         out = torch.tanh(x)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         (out,) = ctx.saved_tensors
@@ -48,12 +53,14 @@ class SigmoidFunction(torch.autograd.Function):
     """Logistic sigmoid. x: any shape -> out: same shape; ``dx = dout * out * (1 - out)``."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         out = torch.sigmoid(x)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         (out,) = ctx.saved_tensors
@@ -64,12 +71,14 @@ class SiLUFunction(torch.autograd.Function):
     """SiLU (swish), ``x * sigmoid(x)``. x: any shape -> same shape; ``dx = dout * s (1 + x (1 - s))``."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         gate = torch.sigmoid(x)
         ctx.save_for_backward(x, gate)
         return x * gate
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x, gate = ctx.saved_tensors
@@ -80,11 +89,13 @@ class ReLU6Function(torch.autograd.Function):
     """ReLU6, ``min(max(x, 0), 6)``. x: any shape -> same shape; the gradient passes where ``0 < x < 6``."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         ctx.save_for_backward(x)
         return x.clamp(0, 6)
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         (x,) = ctx.saved_tensors
@@ -95,12 +106,14 @@ class GELUFunction(torch.autograd.Function):
     """Exact GELU, ``x * Phi(x)``. x: any shape -> same shape; ``dx = dout * (Phi(x) + x phi(x))``."""
 
     @staticmethod
+    @autocast_policy("input")
     def forward(ctx, x):
         cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
         ctx.save_for_backward(x, cdf)
         return x * cdf
 
     @staticmethod
+    @autocast_off
     @once_differentiable
     def backward(ctx, dout):
         x, cdf = ctx.saved_tensors
@@ -109,27 +122,42 @@ class GELUFunction(torch.autograd.Function):
 
 
 def tanh(x) -> torch.Tensor:
-    """``tanh(x)`` elementwise. x: any shape -> same shape."""
+    """``tanh(x)`` elementwise. x: any shape -> same shape.
+
+    Book: "Training and regularization", section "Initialization" (``book/training.md``).
+    """
     return TanhFunction.apply(x)
 
 
 def sigmoid(x) -> torch.Tensor:
-    """``1 / (1 + exp(-x))`` elementwise. x: any shape -> same shape."""
+    """``1 / (1 + exp(-x))`` elementwise. x: any shape -> same shape.
+
+    Book: "Normalization", section "Batch normalization: the forward pass" (``book/normalization.md``).
+    """
     return SigmoidFunction.apply(x)
 
 
 def silu(x) -> torch.Tensor:
-    """``x * sigmoid(x)`` elementwise (swish). x: any shape -> same shape."""
+    """``x * sigmoid(x)`` elementwise (swish). x: any shape -> same shape.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     return SiLUFunction.apply(x)
 
 
 def relu6(x) -> torch.Tensor:
-    """``min(max(x, 0), 6)`` elementwise. x: any shape -> same shape."""
+    """``min(max(x, 0), 6)`` elementwise. x: any shape -> same shape.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     return ReLU6Function.apply(x)
 
 
 def gelu(x) -> torch.Tensor:
-    """Exact GELU ``x * Phi(x)`` elementwise. x: any shape -> same shape."""
+    """Exact GELU ``x * Phi(x)`` elementwise. x: any shape -> same shape.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
     return GELUFunction.apply(x)
 
 
@@ -147,7 +175,10 @@ class _Elementwise(nn.Module):
 
 
 class Tanh(_Elementwise):
-    """``tanh(x)``: x: any shape -> same shape. As ``torch.nn.Tanh``."""
+    """``tanh(x)``: x: any shape -> same shape. As ``torch.nn.Tanh``.
+
+    Book: "Why convolutions", section "Saturation and vanishing gradients" (``book/why_convolutions.md``).
+    """
 
     function = TanhFunction
 
@@ -156,7 +187,10 @@ class Tanh(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
-    """``sigmoid(x)``: x: any shape -> same shape. As ``torch.nn.Sigmoid``."""
+    """``sigmoid(x)``: x: any shape -> same shape. As ``torch.nn.Sigmoid``.
+
+    Book: "Why convolutions", section "Saturation and vanishing gradients" (``book/why_convolutions.md``).
+    """
 
     function = SigmoidFunction
 
@@ -165,19 +199,28 @@ class Sigmoid(_Elementwise):
 
 
 class SiLU(_Elementwise):
-    """``x * sigmoid(x)``: x: any shape -> same shape. As ``torch.nn.SiLU``."""
+    """``x * sigmoid(x)``: x: any shape -> same shape. As ``torch.nn.SiLU``.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
 
     function = SiLUFunction
 
 
 class ReLU6(_Elementwise):
-    """``min(max(x, 0), 6)``: x: any shape -> same shape. As ``torch.nn.ReLU6``."""
+    """``min(max(x, 0), 6)``: x: any shape -> same shape. As ``torch.nn.ReLU6``.
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
 
     function = ReLU6Function
 
 
 class GELU(nn.Module):
-    """Exact GELU: x: any shape -> same shape. As ``torch.nn.GELU`` (only ``approximate="none"``)."""
+    """Exact GELU: x: any shape -> same shape. As ``torch.nn.GELU`` (only ``approximate="none"``).
+
+    Book: "Why convolutions", section "Nonlinearity: activation functions" (``book/why_convolutions.md``).
+    """
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
