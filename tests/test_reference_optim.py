@@ -19,6 +19,7 @@ from cnnbook.reference import (
     exponential_lr,
     l2_penalty,
     linear_warmup,
+    rmsprop,
     sgd,
     sgd_momentum,
     step_lr,
@@ -119,6 +120,28 @@ def test_adamw_matches_torch(rng, dtype, settings_):
     for step, grad in enumerate(gradients):
         w, state = adamw(w, grad, state, **settings_)
         assert_close(f"w after step {step + 1}", w, expected[step], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("settings_", [dict(), dict(lr=0.05, alpha=0.9, eps=1e-6), dict(lr=0.01, weight_decay=0.2)],
+                         ids=["defaults", "alpha", "weight_decay"])
+def test_rmsprop_matches_torch(rng, dtype, settings_):
+    w0, gradients = problem(rng, dtype)
+    expected = torch_trajectory(torch.optim.RMSprop, w0, gradients, **settings_)
+    w, state = w0, None
+    for step, grad in enumerate(gradients):
+        w, state = rmsprop(w, grad, state, **settings_)
+        assert w.dtype == np.dtype(dtype)
+        assert_close(f"w after step {step + 1}", w, expected[step], dtype)
+
+
+def test_rmsprop_rejects_bad_hyperparameters_and_state(rng):
+    w, dw = rng.standard_normal(3), rng.standard_normal(3)
+    with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\)"):
+        rmsprop(w, dw, None, alpha=1.0)
+    _, state = rmsprop(w, dw, None)
+    with pytest.raises(ValueError, match="square_avg"):
+        rmsprop(np.zeros(4), np.zeros(4), state)
 
 
 def test_adam_first_step_moves_every_weight_by_about_lr(rng):

@@ -1,9 +1,9 @@
-"""Optimizers (SGD, SGD with momentum, Adam, AdamW) and learning-rate schedules, in NumPy.
+"""Optimizers (SGD, SGD with momentum, RMSProp, Adam, AdamW) and learning-rate schedules, in NumPy.
 
 Each optimizer updates one parameter array and is a pure function: it returns
 the new weights and the new state and changes neither argument. Pass
 ``state=None`` on the first step. The updates follow ``torch.optim.SGD``,
-``torch.optim.Adam`` and ``torch.optim.AdamW`` operation for operation, so the
+``torch.optim.RMSprop``, ``torch.optim.Adam`` and ``torch.optim.AdamW`` operation for operation, so the
 same gradients give the same weights (tests check this).
 
 The schedules are pure functions of the epoch (or step) number, giving the
@@ -22,6 +22,8 @@ __all__ = [
     "sgd",
     "SGDMomentumState",
     "sgd_momentum",
+    "RMSPropState",
+    "rmsprop",
     "AdamState",
     "adam",
     "adamw",
@@ -122,6 +124,47 @@ def sgd_momentum(
         velocity = momentum * state.velocity + (1 - dampening) * grad
     update = grad + momentum * velocity if nesterov else velocity
     return w - lr * update, SGDMomentumState(velocity)
+
+
+# --------------------------------------------------------------------------- RMSProp
+
+
+@dataclass(frozen=True)
+class RMSPropState:
+    """State of :func:`rmsprop`: the running mean of squared gradients (PyTorch's ``square_avg``), w's shape;
+    None before step 1.
+    """
+
+    square_avg: np.ndarray | None = None
+
+
+def rmsprop(w, dw, state: RMSPropState | None, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+            weight_decay: float = 0.0):
+    """RMSProp, exactly as ``torch.optim.RMSprop`` (no momentum, not centered).
+
+    w: any shape; dw: same shape; state: an :class:`RMSPropState`, or None on the first step.
+    Returns ``(new_w, new_state)``. With ``g = dw + weight_decay * w``::
+
+        square_avg = alpha * square_avg + (1 - alpha) * g^2      (square_avg starts at 0)
+        new_w      = w - lr * g / (sqrt(square_avg) + eps)
+
+    Each weight's step is divided by the root mean square of its recent
+    gradients, so steep and flat directions move at similar speeds; Adam adds
+    momentum and a bias correction to the same idea.
+
+    Book: "Training and regularization", section "Nesterov momentum and RMSProp" (``book/training.md``).
+    """
+    w, dw = _check_step(w, dw, "rmsprop", lr, weight_decay)
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"rmsprop: alpha must lie in [0, 1), got {alpha}")
+    if not eps >= 0:
+        raise ValueError(f"rmsprop: eps must be >= 0, got {eps}")
+    state = RMSPropState() if state is None else state
+    _check_state_shape(state.square_avg, w, "square_avg", "rmsprop")
+    grad = dw + weight_decay * w if weight_decay != 0 else dw
+    square_avg = np.zeros_like(w) if state.square_avg is None else state.square_avg
+    square_avg = alpha * square_avg + (1 - alpha) * grad * grad
+    return w - lr * grad / (np.sqrt(square_avg) + eps), RMSPropState(square_avg)
 
 
 # --------------------------------------------------------------------------- Adam
