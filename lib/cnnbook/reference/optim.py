@@ -133,6 +133,8 @@ def sgd_momentum(
 class RMSPropState:
     """State of :func:`rmsprop`: the running mean of squared gradients (PyTorch's ``square_avg``), w's shape;
     None before step 1.
+
+    Book: "Training and regularization", section "Nesterov momentum and RMSProp" (``book/training.md``).
     """
 
     square_avg: np.ndarray | None = None
