@@ -10,7 +10,9 @@
    and the formgrader and course-list server extensions are switched off.
    Validate and the assignment list stay. An instructor's own `jupyter lab`
    reads none of it and keeps every tool.
-3. JupyterLab starts in `my-exercises/` (with `--allow-root` when run as root).
+3. JupyterLab serves the repository and opens on `my-exercises/` (with
+   `--allow-root` when run as root), so an exercise's links to its chapter
+   (`../../book/<chapter>.md`) open the chapter's source beside it.
 
 Run it as `make lab` (which first creates .venv) or `.venv/bin/python tools/student_lab.py`;
 extra arguments go to `jupyter lab` (`make lab LAB_FLAGS=--no-browser`).
@@ -78,11 +80,19 @@ def write_student_config(config_dir: Path = LAB_CONFIG) -> Path:
     return config_dir
 
 
-def lab_command(root_dir: Path = COPIES, extra: list[str] | None = None, as_root: bool | None = None) -> list[str]:
-    """The `jupyter lab` command line (JupyterLab refuses to run as root without --allow-root)."""
+def lab_command(copies: Path = COPIES, extra: list[str] | None = None, as_root: bool | None = None) -> list[str]:
+    """The `jupyter lab` command line: the repository served, opened on the copies.
+
+    JupyterLab refuses to run as root without --allow-root.
+    """
     if as_root is None:
         as_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root_dir}"]
+    root = copies.parent
+    command = [
+        sys.executable, "-m", "jupyterlab",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.default_url=/lab/tree/{copies.relative_to(root).as_posix()}",
+    ]
     if as_root:
         command.append("--allow-root")
     return command + list(extra or [])
