@@ -122,3 +122,38 @@ def test_exercises_index_lists_every_exercise_with_its_chapters():
     without = [name for name in chapter_docnames() if name not in _exercise_of_chapters()]
     for chapter in without:
         assert f"{{doc}}`{Path(chapter).name}` has none" in index, f"the index does not say {chapter} has no exercise"
+
+
+# --- glossary ------------------------------------------------------------------------------------
+
+SYMBOLS = {"N": "batch", "C": "channels", "H": "height", "W": "width", "F": "filters",
+           "K": "kernel size", "S": "stride", "P": "padding", "D": "dilation"}
+TERMS = ("im2col", "receptive field", "cross-correlation", "stride", "padding", "dilation", "feature map")
+
+
+def _glossary_entries() -> dict[str, str]:
+    """term -> definition, from the {glossary} directives of book/glossary.md."""
+    text = (REPO / "book" / "glossary.md").read_text()
+    entries: dict[str, str] = {}
+    for block in re.findall(r"```\{glossary\}\n(.*?)```", text, re.S):
+        for term, definition in re.findall(r"^(\S[^\n]*)\n((?:  [^\n]*\n?)+)", block, re.M):
+            assert term not in entries, f"the glossary defines {term!r} twice"
+            entries[term] = " ".join(definition.split())
+    return entries
+
+
+def test_glossary_gives_each_symbol_one_meaning():
+    entries = _glossary_entries()
+    for symbol, meaning in SYMBOLS.items():
+        assert symbol in entries, f"the glossary does not define {symbol}"
+        assert meaning in entries[symbol].lower(), f"{symbol}: {entries[symbol]!r} does not say {meaning!r}"
+    for term in TERMS:
+        assert term in entries, f"the glossary does not define {term!r}"
+
+
+def test_glossary_is_in_the_back_matter():
+    import yaml
+
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    back = [part for part in toc["parts"] if part.get("caption", "").lower() == "back matter"]
+    assert back and {"file": "book/glossary"} in back[0]["chapters"], "book/glossary is not in the TOC's back matter"
