@@ -157,3 +157,21 @@ def test_glossary_is_in_the_back_matter():
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     back = [part for part in toc["parts"] if part.get("caption", "").lower() == "back matter"]
     assert back and {"file": "book/glossary"} in back[0]["chapters"], "book/glossary is not in the TOC's back matter"
+
+
+# --- plotting code -------------------------------------------------------------------------------
+
+CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n(?:---\n(.*?)\n---\n)?(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("docname", chapter_docnames())
+def test_code_that_only_draws_a_figure_is_folded(docname):
+    """A cell that draws a captioned figure and prints nothing shows the figure,
+    not its plotting code: `tags: [hide-input]` (or remove-input)."""
+    text = source_of(docname).read_text()
+    unfolded = []
+    for match in CODE_CELL.finditer(text):
+        header, body = match.group(1) or "", match.group(2)
+        if "figure:" in header and "print(" not in body and not re.search(r"(hide|remove)-input", header):
+            unfolded.append(f"line {text[: match.start()].count(chr(10)) + 1}: {body.strip().splitlines()[0][:80]}")
+    assert not unfolded, f"{docname}: plotting cells without hide-input:\n" + "\n".join(unfolded)
