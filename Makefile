@@ -10,9 +10,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Jupyter Book 1.x; -W turns every Sphinx warning into an error, -n checks every reference.
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help venv system-packages book test exercises clean-book clean collect grade feedback grades bench-grading
+.PHONY: help venv lab system-packages book test exercises clean-book clean collect grade feedback grades bench-grading
 
 help:
+	@echo "make venv       create .venv with the pinned dependencies (make book and make test do it too)"
+	@echo "make lab        students: copy exercises/ to my-exercises/ (never overwriting) and open JupyterLab there"
 	@echo "make book       build the HTML book into _build/html (every chapter executed, cached)"
 	@echo "make test       run the whole test-suite"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader (instructors)"
@@ -31,6 +33,12 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Students: JupyterLab on their own copies of the exercises (tools/student_lab.py),
+# without the nbgrader instructor tools. Does not build the book.
+LAB_FLAGS ?=
+lab: $(STAMP)
+	$(BIN)/python tools/student_lab.py $(LAB_FLAGS)
 
 # One BLAS/OpenMP thread per kernel unless you say otherwise: the chapters train
 # tiny models, for which extra threads cost more than they give (and a busy

@@ -8,6 +8,9 @@ Loaded by _config.yml (`sphinx: local_extensions:`); tests/test_site.py checks t
 - pydata-sphinx-theme logs "Got invalid theme mode" on a reader's first visit
   unless `default_mode` is in the page context; it is "auto" (follows the
   system) unless `html_context` sets it.
+- One search box: pydata-sphinx-theme adds a search field to the page header
+  (`navbar_persistent`) unless told otherwise, and sphinx-book-theme already
+  has one at the top of the sidebar; the header's is left out.
 """
 
 from __future__ import annotations
@@ -37,7 +40,14 @@ def _drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> No
     context.setdefault("default_mode", "auto")
 
 
+def _one_search_box(app, config) -> None:
+    options = config.html_theme_options
+    if isinstance(options, dict):
+        options.setdefault("navbar_persistent", [])
+
+
 def setup(app):
+    app.connect("config-inited", _one_search_box)
     # late, after the extensions that add page-specific scripts (MathJax among them)
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -16,7 +16,7 @@ HTML = REPO / "_build" / "html"
 BIBFILE = REPO / "references.bib"
 
 # Pages of book/ that are not chapters: they need not cite a source.
-NON_CHAPTER_PAGES = {"book/index", "book/references", "book/exercises"}
+NON_CHAPTER_PAGES = {"book/index", "book/references", "book/exercises", "book/glossary"}
 
 
 def toc_files() -> list[str]:

@@ -264,7 +264,116 @@ def test_chapters_show_typeset_math(site, browser):
     assert any(typeset.values()), f"no chapter shows typeset math: {typeset}"
 
 
+# --- figures ---------------------------------------------------------------------------------
+
+JS_FIGURES = """
+return Array.from(document.querySelectorAll('main .cell_output img, main figure img')).map((img) => {
+  const box = img.getBoundingClientRect();
+  return {src: img.getAttribute('src'), url: img.currentSrc || img.src, natural: img.naturalWidth, shown: box.width,
+          zoomable: img.classList.contains('cnnbook-zoomable'), column: img.closest('article, main').clientWidth};
+});
+"""
+
+JS_LIGHTBOX = """
+const overlay = document.querySelector('.cnnbook-lightbox');
+if (!overlay) return null;
+const img = overlay.querySelector('img');
+return {src: img.getAttribute('src'), natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+        complete: img.complete};
+"""
+
+
+def figure_pages() -> list[str]:
+    return [name for name in chapter_docnames() if "<img" in (HTML / f"{name}.html").read_text()]
+
+
+@pytest.mark.parametrize("docname", figure_pages())
+def test_figures_are_drawn_at_the_size_they_are_shown_and_open_full_size(site, browser, docname):
+    """At the desktop width every figure is shown at its natural size: never
+    stretched, and not shrunk either (it was drawn no wider than the column);
+    a click opens it at its natural size, and Escape closes it."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, page_url(site, docname))
+    browser.execute_async_script(JS_IMAGES)
+    figures = browser.execute_script(JS_FIGURES)
+    assert figures, f"{docname} shows no figure"
+    problems = []
+    for figure in figures:
+        name = figure["src"].rsplit("/", 1)[-1]
+        if figure["shown"] > figure["natural"] + 1:
+            problems.append(f"{name}: stretched to {figure['shown']:.0f} px from its natural {figure['natural']} px")
+        if figure["shown"] < figure["natural"] - 1:
+            problems.append(
+                f"{name}: drawn {figure['natural']} px wide, shown at {figure['shown']:.0f} px "
+                f"(column {figure['column']} px): draw it no wider than the column (figsize x dpi)"
+            )
+        if not figure["zoomable"]:
+            problems.append(f"{name}: a click does not open it (no cnnbook-zoomable class)")
+    images = browser.find_elements("css selector", "main .cell_output img, main figure img")
+    for image, figure in zip(images, figures):
+        name = figure["src"].rsplit("/", 1)[-1]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", image)
+        image.click()
+        shown = WebDriverWait(browser, 10).until(lambda d: d.execute_script(JS_LIGHTBOX), f"{name}: no overlay")
+        if shown["src"] != figure["url"] or abs(shown["shown"] - figure["natural"]) > 1:
+            problems.append(f"{name}: the overlay shows {shown}, not the image at {figure['natural']} px")
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script(JS_LIGHTBOX) is None, f"{name}: Escape did not close it")
+    assert not problems, f"{docname}:\n" + "\n".join(problems)
+
+
+def test_a_figure_opens_full_size_on_a_phone(site, browser):
+    """On a narrow screen a figure shrinks to fit; a click shows all its pixels."""
+    docname = figure_pages()[0]
+    width, height, mobile = VIEWPORTS["phone"]
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+    )
+    try:
+        open_page(browser, page_url(site, docname))
+        browser.execute_async_script(JS_IMAGES)
+        figure = browser.execute_script(JS_FIGURES)[0]
+        assert figure["shown"] <= width, f"a figure is {figure['shown']} px wide on a {width} px screen"
+        image = browser.find_element("css selector", "main .cell_output img, main figure img")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", image)
+        shown = browser.execute_script(JS_LIGHTBOX)
+        assert shown and abs(shown["shown"] - figure["natural"]) <= 1, f"the overlay shows {shown}, natural {figure}"
+        browser.execute_script("document.querySelector('.cnnbook-lightbox').click();")
+        assert browser.execute_script(JS_LIGHTBOX) is None, "a click on the overlay did not close it"
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_code_lines_stay_inside_the_column(site, browser):
+    """Long code lines wrap: no code block is wider than the column it sits in."""
+    wide = {}
+    for docname in chapter_docnames():
+        open_page(browser, page_url(site, docname))
+        wide[docname] = browser.execute_script(
+            "return Array.from(document.querySelectorAll('main div.highlight pre'))"
+            ".filter((pre) => pre.scrollWidth > pre.clientWidth + 1)"
+            ".map((pre) => pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 100));"
+        )
+    wide = {name: lines for name, lines in wide.items() if lines}
+    assert not wide, f"code blocks that run off the column: {wide}"
+
+
 # --- search ----------------------------------------------------------------------------------
+
+
+def test_one_search_box_a_page(site, browser):
+    """The theme can show a search field in the sidebar and a search button in
+    the header; a reader sees one way to search."""
+    counts = {}
+    for docname in ["book/index", chapter_docnames()[0]]:
+        open_page(browser, page_url(site, docname))
+        counts[docname] = browser.execute_script(
+            "return Array.from(document.querySelectorAll('input[type=search], .search-button-field, button.search-button'))"
+            ".filter((el) => el.offsetParent !== null && !el.closest('dialog')).length;"
+        )
+    assert all(count == 1 for count in counts.values()), f"visible search boxes or buttons per page: {counts}"
 
 
 def _search_index() -> dict:

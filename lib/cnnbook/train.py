@@ -76,7 +76,7 @@ class History:
         import matplotlib.pyplot as plt
 
         epochs = np.arange(1, len(self.train_loss) + 1)
-        fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(6.6, 3.0))  # the book's column width
         loss_ax.plot(epochs, self.train_loss, label="train")
         accuracy_ax.plot(epochs, self.train_accuracy, label="train")
         if self.val_loss:
