@@ -2,12 +2,15 @@
 
 Each function returns a ``matplotlib.animation.FuncAnimation`` whose frames
 show numbers computed by the library (nothing is drawn that the library did
-not compute). In a notebook, ``HTML(animation.to_jshtml())`` embeds it as
-JavaScript with play, step and speed controls; it plays offline in the
-static book. Frames are small (a few KB each) so a page stays light.
+not compute); its figure is already closed, so a notebook shows no stray still
+image. :func:`embed` turns it into JavaScript with play, step and speed
+controls that plays offline in the static book. Frames are small (a few KB
+each) so a page stays light.
 """
 
 from __future__ import annotations
+
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,9 +21,42 @@ from .reference.conv import conv2d_forward_naive
 from .reference.pool import max_pool2d_backward, max_pool2d_forward
 from .shapes import pair, receptive_field, window_output_size
 
-__all__ = ["sliding_window_animation", "receptive_field_animation", "max_pool_backward_animation"]
+__all__ = ["embed", "sliding_window_animation", "receptive_field_animation", "max_pool_backward_animation"]
 
 _DPI = 80
+
+
+#: matplotlib's player draws its buttons with Font Awesome from a CDN, which an
+#: offline book cannot load: each icon becomes a plain character instead.
+_BUTTON_TEXT = {
+    "fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u23f4\u23f4", "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u23f8", "fa fa-play": "\u25b6", "fa fa-step-forward": "\u23f5\u23f5",
+    "fa fa-fast-forward": "\u23ed", "fa fa-minus": "\u2212", "fa fa-plus": "+",
+}
+
+
+def embed(animation):
+    """The animation as an IPython ``HTML`` object: every frame as an image, with play/step controls.
+
+    Self-contained: matplotlib's link to a Font Awesome stylesheet on a CDN is
+    removed and its icons replaced by plain characters, so the player works offline.
+
+    Book: "Convolution arithmetic", section "Watching the window move" (``book/convolution_arithmetic.md``).
+    """
+    from IPython.display import HTML  # noqa: PLC0415 - only notebooks need IPython
+
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*"\s*/?>', "", animation.to_jshtml(default_mode="loop"))
+    for icon, text in _BUTTON_TEXT.items():
+        html = html.replace(f'<i class="{icon}"></i>', text)
+    if "http://" in html or "https://" in html or 'class="fa' in html:
+        raise RuntimeError("viz.embed: matplotlib's player changed; it still refers to a web resource")
+    return HTML(html)
+
+
+def _animate(fig, draw, frames: int, interval: int) -> FuncAnimation:
+    animation = FuncAnimation(fig, draw, frames=frames, interval=interval, blit=False)
+    plt.close(fig)  # the animation renders it; a notebook must not also show it as a still image
+    return animation
 
 
 def _canvas(width_units: float, height_units: float, inches_per_unit: float = 0.28):
@@ -102,7 +138,7 @@ def sliding_window_animation(size: int = 5, kernel_size: int = 3, padding: int =
             text.set_text(f"{out.flat[k]:.0f}" if k <= frame else "")
         return []
 
-    return FuncAnimation(fig, draw, frames=out_size * out_size, interval=700, blit=False)
+    return _animate(fig, draw, out_size * out_size, 700)
 
 
 def receptive_field_animation(kernels=(3, 3, 2, 3, 3), strides=(1, 1, 2, 1, 1), size: int = 16):
@@ -135,7 +171,7 @@ def receptive_field_animation(kernels=(3, 3, 2, 3, 3), strides=(1, 1, 2, 1, 1), 
                          f"{field} x {field} pixels")
         return []
 
-    return FuncAnimation(fig, draw, frames=len(fields), interval=1000, blit=False)
+    return _animate(fig, draw, len(fields), 1000)
 
 
 def max_pool_backward_animation(size: int = 4, kernel_size: int = 2, seed: int = 0):
@@ -181,4 +217,4 @@ def max_pool_backward_animation(size: int = 4, kernel_size: int = 2, seed: int =
                     dx_texts[a, b].set_text(f"{dx[a, b]:.0f}")
         return []
 
-    return FuncAnimation(fig, draw, frames=out_size * out_size, interval=900, blit=False)
+    return _animate(fig, draw, out_size * out_size, 900)
