@@ -89,3 +89,15 @@ def test_scalars_compare_like_arrays():
     assert rel_error(2.0, 1.0) == pytest.approx(0.5)
     report = worst_element(np.float64(3.0), 1.0)
     assert report.actual == 3.0 and report.expected == 1.0
+
+
+def test_a_failing_check_shows_its_hint_whatever_failed_first():
+    from cnnbook.grading import CheckFailed, check_close, check_shape
+
+    hint = "stride defaults to the kernel size"
+    for failing in (lambda: check_close("pooled", np.zeros((3, 3)), np.zeros((2, 2)), hint=hint),  # shape
+                    lambda: check_close("pooled", None, np.zeros((2, 2)), hint=hint),  # forgot return
+                    lambda: check_close("pooled", np.ones((2, 2)), np.zeros((2, 2)), hint=hint),  # values
+                    lambda: check_shape("pooled", np.zeros((3, 3)), (2, 2), hint=hint)):
+        with pytest.raises(CheckFailed, match=f"Hint: {hint}"):
+            failing()

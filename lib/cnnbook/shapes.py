@@ -356,7 +356,7 @@ def receptive_field(
 ) -> int:
     """Receptive field (along one axis) of a unit after a stack of convolution or pooling layers.
 
-    ``r = 1 + sum_l D_l (F_l - 1) * prod_{i < l} S_i``: layer l widens the field by
+    ``r = 1 + sum_l D_l (K_l - 1) * prod_{i < l} S_i``: layer l widens the field by
     its effective kernel minus one, measured in input pixels, i.e. times the
     product of the strides before it. Three 3x3 stride-1 layers see 7 x 7 pixels;
     L of them see 2L + 1. kernels, strides, dilations: one int per layer (strides

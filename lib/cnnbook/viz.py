@@ -23,15 +23,16 @@ from .shapes import pair, receptive_field, window_output_size
 
 __all__ = ["embed", "sliding_window_animation", "receptive_field_animation", "max_pool_backward_animation"]
 
-_DPI = 80
+_DPI = 100
 
 
 #: matplotlib's player draws its buttons with Font Awesome from a CDN, which an
 #: offline book cannot load: each icon becomes a plain character instead.
 _BUTTON_TEXT = {
-    "fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u23f4\u23f4", "fa fa-play fa-flip-horizontal": "\u25c0",
-    "fa fa-pause": "\u23f8", "fa fa-play": "\u25b6", "fa fa-step-forward": "\u23f5\u23f5",
-    "fa fa-fast-forward": "\u23ed", "fa fa-minus": "\u2212", "fa fa-plus": "+",
+    # Characters every default font has (arrows, geometric shapes), not the media-control block.
+    "fa fa-fast-backward": "\u21e4", "fa fa-step-backward": "\u2039", "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "||", "fa fa-play": "\u25b6", "fa fa-step-forward": "\u203a",
+    "fa fa-fast-forward": "\u21e5", "fa fa-minus": "\u2212", "fa fa-plus": "+",
 }
 
 

@@ -27,25 +27,30 @@ class ForbiddenCall(CheckFailed):
     """The solution called a function the task asks the student to write themselves."""
 
 
-def _as_array(name: str, value) -> np.ndarray:
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message}. Hint: {hint}" if hint else message
+
+
+def _as_array(name: str, value, hint: str = "") -> np.ndarray:
     if value is None:
-        raise CheckFailed(f"{name}: the function returned None; did you forget `return`?")
+        raise CheckFailed(_with_hint(f"{name}: the function returned None; did you forget `return`?", hint))
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu().numpy()
     try:
         array = np.asarray(value)
     except Exception as error:  # noqa: BLE001 - any conversion failure is the student's to see
-        raise CheckFailed(f"{name}: could not turn the result into an array ({error})") from None
+        raise CheckFailed(_with_hint(f"{name}: could not turn the result into an array ({error})", hint)) from None
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-        raise CheckFailed(f"{name}: expected a numeric array, got {type(value).__name__} with dtype {array.dtype}")
+        raise CheckFailed(_with_hint(
+            f"{name}: expected a numeric array, got {type(value).__name__} with dtype {array.dtype}", hint))
     return array
 
 
-def check_shape(name: str, actual, expected_shape: tuple[int, ...]) -> None:
-    """Raise :class:`CheckFailed` unless ``actual`` has ``expected_shape``."""
-    array = _as_array(name, actual)
+def check_shape(name: str, actual, expected_shape: tuple[int, ...], hint: str = "") -> None:
+    """Raise :class:`CheckFailed` unless ``actual`` has ``expected_shape``; the message ends with ``hint``."""
+    array = _as_array(name, actual, hint)
     if tuple(array.shape) != tuple(expected_shape):
-        raise CheckFailed(f"{name}: expected shape {tuple(expected_shape)}, got {tuple(array.shape)}")
+        raise CheckFailed(_with_hint(f"{name}: expected shape {tuple(expected_shape)}, got {tuple(array.shape)}", hint))
 
 
 def check_close(name: str, actual, expected, tol: float | None = None, hint: str = "") -> None:
@@ -56,18 +61,16 @@ def check_close(name: str, actual, expected, tol: float | None = None, hint: str
     turn a passing check into zero points.
 
     The tolerance defaults to the ``"grading"`` level of :data:`cnnbook.gradcheck.TOLERANCES`.
-    ``hint`` is appended to the message (for example "did you flip the kernel?").
+    ``hint`` ends the message whatever failed first (the shape, the type or the
+    values), so a student always sees it (for example "stride defaults to the kernel size").
     """
-    actual_array = _as_array(name, actual)
+    actual_array = _as_array(name, actual, hint)
     expected_array = np.asarray(expected, dtype=np.float64)
-    check_shape(name, actual_array, expected_array.shape)
+    check_shape(name, actual_array, expected_array.shape, hint)
     tol = tolerance("float64", "grading") if tol is None else tol
     report = worst_element(actual_array, expected_array)
     if not report.error <= tol:
-        message = f"{name}: {report} (tolerance {tol:g})"
-        if hint:
-            message += f". Hint: {hint}"
-        raise CheckFailed(message)
+        raise CheckFailed(_with_hint(f"{name}: {report} (tolerance {tol:g})", hint))
 
 
 #: What an exercise that asks for a convolution or pooling may not call.
