@@ -14,6 +14,8 @@ returns the same kind; ``boxes: (..., 4)`` means any leading shape.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _arrays as xp
 
 __all__ = ["FORMATS", "box_convert", "box_area", "box_iou"]
@@ -87,4 +89,5 @@ def box_iou(boxes1, boxes2):
     sides = xp.clip_min(bottom_right - top_left, 0.0)
     intersection = sides[..., 0] * sides[..., 1]
     union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - intersection
-    return intersection / union
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 for flat boxes: NaN, as in torchvision
+        return intersection / union
