@@ -171,7 +171,8 @@ def test_roi_align_matches_torchvision_on_drawn_regions(corners, output_size, sa
     x = torch.linspace(-1, 1, N * C * H * W, dtype=FLOAT).reshape(N, C, H, W).sin() * 3
     rois = torch.tensor(corners, dtype=FLOAT)
     if aligned and sampling_ratio <= 0:  # torchvision fails on reversed regions there: order the corners
-        rois = torch.cat([rois[:, :1], torch.minimum(rois[:, 1:3], rois[:, 3:]), torch.maximum(rois[:, 1:3], rois[:, 3:])], 1)
+        low, high = torch.minimum(rois[:, 1:3], rois[:, 3:]), torch.maximum(rois[:, 1:3], rois[:, 3:])
+        rois = torch.cat([rois[:, :1], low, high], dim=1)
     assert_close("roi_align", roi_align(x, rois, output_size, scale, sampling_ratio, aligned),
                  torchvision.ops.roi_align(x, rois, output_size, scale, sampling_ratio, aligned))
 
