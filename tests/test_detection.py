@@ -508,3 +508,41 @@ def test_make_scenes_names_the_bad_argument():
         make_scenes(1, image_size=16, split="test")
     with pytest.raises(ValueError, match="scales must be whole factors"):
         make_scenes(1, scales=(1.5,), split="test")
+
+
+@given(data=st.data())
+def test_decode_yolo_grid_returns_the_boxes_written_into_the_grid(data):
+    # one object per occupied cell, box 0 of B = 2; box 1 has objectness 0 and is dropped
+    grid = data.draw(st.integers(1, 4))
+    occupied = data.draw(hnp.arrays(bool, (grid, grid)))
+    output = np.zeros((grid, grid, 2 * 5 + 3))
+    written = []
+    for i, j in zip(*np.nonzero(occupied)):
+        x, y = data.draw(st.floats(0, 1)), data.draw(st.floats(0, 1))
+        w, h = data.draw(st.floats(0.05, 1)), data.draw(st.floats(0.05, 1))
+        label, objectness = data.draw(st.integers(0, 2)), data.draw(st.floats(0.5, 1))
+        output[i, j, :5] = [x, y, w, h, objectness]
+        output[i, j, 10 + label] = 1.0
+        cx, cy = (j + x) / grid * 80, (i + y) / grid * 60
+        written.append(([cx - w * 40, cy - h * 30, cx + w * 40, cy + h * 30], objectness, label))
+    boxes, scores, labels = decode_yolo_grid(output, (60, 80), 2, 3, score_threshold=0.25, iou_threshold=1.0)
+    assert len(boxes) == len(written)  # IoU never exceeds 1: nothing suppressed
+    order = np.argsort([-s for _, s, _ in written], kind="stable")
+    assert_close("boxes", boxes, np.array([written[k][0] for k in order]).reshape(-1, 4))
+    assert_close("scores", scores, np.array([written[k][1] for k in order]))
+    assert labels.tolist() == [written[k][2] for k in order]
+
+
+def test_every_public_object_names_the_detection_chapter():
+    # The test_library_map check, ahead of the chapter: the exact "Book:" line closes every docstring.
+    import inspect
+
+    import cnnbook.detection as detection
+    from test_library_map import BOOK_LINK
+
+    line = 'Book: "Detection and segmentation" (``book/detection.md``).'
+    for name in detection.__all__:
+        obj = getattr(detection, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            doc = inspect.getdoc(inspect.unwrap(obj)) or ""
+            assert BOOK_LINK.search(doc) and doc.splitlines()[-1] == line, f"{name}: docstring must end with {line}"
