@@ -135,6 +135,23 @@ def test_roi_pool_ties_go_to_the_first_cell(device):
     assert_close("roi_pool backward with ties", dx, expected_dx)
 
 
+def test_roi_pool_skips_nan_and_starts_from_minus_flt_max(device):
+    nan = float("nan")
+    x = torch.tensor([[[[nan, nan, 1.0], [-1e300, 3.0, nan]]]], dtype=FLOAT, device=device, requires_grad=True)
+    rois = torch.tensor([[0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 2, 1]], dtype=FLOAT, device=device)
+    expected_x = x.detach().clone().requires_grad_(True)
+    expected = torchvision.ops.roi_pool(expected_x, rois, 1)  # -FLT_MAX, -FLT_MAX, 3
+    out = roi_pool(x, rois, 1)
+    assert_close("roi_pool with NaN", out, expected)
+    dout = torch.randn_like(out)
+    (dx,) = torch.autograd.grad(out, x, dout)
+    (expected_dx,) = torch.autograd.grad(expected, expected_x, dout)
+    assert_close("roi_pool backward with NaN", dx, expected_dx)
+    reference, cache = roi_pool_forward(x.detach().cpu().numpy(), rois.cpu().numpy(), 1)
+    assert_close("roi_pool_forward with NaN", reference, expected)
+    assert_close("roi_pool_backward with NaN", roi_pool_backward(dout.cpu().numpy(), cache), expected_dx)
+
+
 @pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
 def test_roi_ops_pass_gradcheck(op, device, rng):
     x = torch.tensor(rng.normal(size=(2, 2, 6, 7)), dtype=FLOAT, device=device, requires_grad=True)

@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 
 from ..ops.amp import autocast_off, autocast_policy
 from ..shapes import pair
+from .roi_reference import FLT_MAX
 
 __all__ = ["roi_pool", "roi_align", "RoIPoolFunction", "RoIAlignFunction", "boxes_to_rois"]
 
@@ -176,13 +177,14 @@ class RoIPoolFunction(torch.autograd.Function):
         real = real.permute(0, 1, 3, 2, 4).reshape(k, 1, ph, pw, span_h * span_w)
         flat = x.reshape(x.shape[0], x.shape[1], 1, 1, height * width)[batch]  # (K, C, 1, 1, H W)
         values = torch.gather(flat.expand(-1, -1, ph, pw, -1), 4, cells.expand(-1, x.shape[1], -1, -1, -1))
-        values = values.masked_fill(~real, float("-inf"))
+        values = values.masked_fill(~real | torch.isnan(values), float("-inf"))  # NaN never wins
         out, best = values.max(dim=4)  # ties: the first maximum, row-major as torchvision
         empty = ~real.any(dim=4).expand_as(out)
+        lost = ~(out > -FLT_MAX)  # torchvision's maximum starts at -FLT_MAX: only larger values win
         argmax = torch.gather(cells.expand(-1, x.shape[1], -1, -1, -1), 4, best[..., None])[..., 0]
-        ctx.save_for_backward(argmax.masked_fill(empty, -1), batch)
+        ctx.save_for_backward(argmax.masked_fill(lost, -1), batch)
         ctx.x_shape = x.shape
-        return out.masked_fill(empty, 0.0)
+        return out.masked_fill(lost, -FLT_MAX).masked_fill(empty, 0.0)
 
     @staticmethod
     @autocast_off

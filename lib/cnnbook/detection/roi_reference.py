@@ -9,7 +9,10 @@ H, W)``. Both operations cut each region into ``PH x PW`` bins and return
 - RoI pooling (Fast R-CNN) rounds the region to whole cells and takes the
   maximum over each bin's cells. Rounding is half away from zero (C's
   ``round``, not NumPy's half-to-even), the region is at least one cell, and a
-  bin that falls outside the feature map is 0.
+  bin that falls outside the feature map is 0. As in torchvision, NaN cells are
+  skipped and the running maximum starts at ``-FLT_MAX`` (the largest float32),
+  so a bin holding only NaN or values at or below it gives ``-FLT_MAX`` and no
+  gradient.
 - RoIAlign (Mask R-CNN) never rounds: each bin averages ``gh x gw`` sampling
   points (``sampling_ratio``, or ``ceil(bin size)`` when it is ``<= 0``),
   each read by bilinear interpolation. ``aligned=True`` shifts the region by
@@ -27,6 +30,9 @@ import math
 import numpy as np
 
 from ..shapes import pair
+
+#: The largest float32, C's ``FLT_MAX``: a RoI-pooling bin starts from ``-FLT_MAX`` (as in torchvision).
+FLT_MAX = float(np.finfo(np.float32).max)
 
 __all__ = ["roi_pool_forward", "roi_pool_backward", "roi_align_forward", "roi_align_backward", "round_half_away"]
 
@@ -79,9 +85,12 @@ def roi_pool_forward(x, rois, output_size, spatial_scale: float = 1.0):
                 if h1 <= h0 or w1 <= w0:
                     continue  # an empty bin: 0, and no gradient
                 window = x[int(b), :, h0:h1, w0:w1].reshape(x.shape[1], -1)
+                window = np.where(np.isnan(window), -np.inf, window)  # NaN never wins
                 best = np.argmax(window, axis=1)  # the first maximum in row-major order
-                out[k, :, ph, pw] = window[np.arange(x.shape[1]), best]
-                argmax[k, :, ph, pw] = (h0 + best // (w1 - w0)) * width + w0 + best % (w1 - w0)
+                value = window[np.arange(x.shape[1]), best]
+                won = value > -FLT_MAX  # torchvision starts from -FLT_MAX, which only a larger value beats
+                out[k, :, ph, pw] = np.where(won, value, -FLT_MAX)
+                argmax[k, :, ph, pw] = np.where(won, (h0 + best // (w1 - w0)) * width + w0 + best % (w1 - w0), -1)
     return out, (x.shape, rois[:, 0].astype(np.int64), argmax)
 
 
