@@ -203,6 +203,15 @@ def test_batched_nms_never_suppresses_across_classes():
     assert np.array_equal(batched_nms(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 1, 0]), 0.5), [0, 1])
 
 
+def test_batched_nms_keeps_classes_apart_where_torchvisions_offsets_do_not():
+    # torchvision shifts class c's boxes by c * (max coordinate + 1); with negative coordinates the
+    # shift can move a box of class 1 exactly onto one of class 0 (here: max coordinate 0, shift 1).
+    boxes = torch.tensor([[-10.0, -10.0, 0.0, 0.0], [-11.0, -11.0, -1.0, -1.0]], dtype=FLOAT)
+    scores, classes = torch.tensor([0.9, 0.8], dtype=FLOAT), torch.tensor([0, 1])
+    assert batched_nms(boxes, scores, classes, 0.5).tolist() == [0, 1]
+    assert torchvision.ops.batched_nms(boxes, scores, classes, 0.5).tolist() == [0]  # documents torchvision
+
+
 @given(boxes=xyxy_boxes(max_size=12, min_side=0.5), data=st.data())
 def test_nms_properties(boxes, data):
     n = len(boxes)
@@ -219,7 +228,8 @@ def test_nms_properties(boxes, data):
     rank = {int(i): r for r, i in enumerate(np.argsort(-scores, kind="stable"))}
     for dropped in set(range(n)) - kept:
         assert any(same[k, dropped] and iou[k, dropped] > threshold and rank[k] < rank[dropped] for k in keep)
-    torch_keep = torchvision.ops.batched_nms(torch.tensor(boxes), torch.tensor(scores), torch.tensor(classes), threshold)
+    shifted = boxes - min(boxes.min(), 0.0)  # torchvision separates classes only for non-negative coordinates
+    torch_keep = torchvision.ops.batched_nms(torch.tensor(shifted), torch.tensor(scores), torch.tensor(classes), threshold)
     assert np.array_equal(keep, torch_keep.numpy())
 
 

@@ -6,6 +6,9 @@ kept overlaps it with IoU strictly above ``iou_threshold``. The semantics are
 (a stable sort), an IoU equal to the threshold does not suppress, and a pair
 of flat boxes (IoU NaN) never suppresses each other.
 
+(torchvision's CUDA kernel and its per-class loop for more than 1,000 boxes
+on the CPU sort without that guarantee.)
+
 The IoU matrix is computed once on the boxes' device; the greedy loop, which
 is sequential by nature, runs on one ``(N, N)`` boolean matrix on the CPU.
 """
