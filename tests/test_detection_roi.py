@@ -163,6 +163,21 @@ def test_roi_ops_pass_gradcheck(op, device, rng):
         assert torch.autograd.gradcheck(lambda t: roi_align(t, rois, (2, 3), 0.8, -1, True), (x,))
 
 
+@pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
+def test_numpy_backward_matches_numeric_gradients(op, rng):
+    from cnnbook.gradcheck import check_gradient, numeric_gradient
+
+    x = rng.normal(size=(2, 2, 5, 6))
+    rois = np.array([[0, 0.4, 0.7, 4.1, 3.6], [1, 1.0, 0.0, 5.5, 4.5], [1, -1.0, 2.0, 1.5, 7.0]])
+    if op == "roi_pool":
+        forward, backward = (lambda t: roi_pool_forward(t, rois, (2, 2), 1.0)), roi_pool_backward
+    else:
+        forward, backward = (lambda t: roi_align_forward(t, rois, (2, 3), 1.0, 2, True)), roi_align_backward
+    out, cache = forward(x)
+    dout = rng.normal(size=out.shape)
+    check_gradient(f"{op} dx", backward(dout, cache), numeric_gradient(lambda t: forward(t)[0], x, dout))
+
+
 def test_rois_as_a_list_of_boxes_per_image(device, rng):
     x, _ = tensors(rng, device)
     boxes = [torch.tensor([[1.0, 1.0, 5.0, 6.0], [0.0, 2.0, 3.0, 3.0]], dtype=FLOAT, device=device),
