@@ -4,7 +4,9 @@ For every assignment and every function a student writes, the notebook is run
 with that one function deliberately wrong (it raises). Every visible check of
 the *other* functions must still pass: a check compares with trusted values
 (the library, PyTorch, numbers worked out by hand), never with the student's
-other answers. The failing checks of the broken function must show their hint.
+other answers. The one exception is an answer whose own code calls the broken
+function (convolve1d built on correlate1d): its checks may fail, and the
+error names the function at fault. A check of the broken function must fail.
 Hidden tests are left out (they are the grader's, see test_grading_*).
 """
 
@@ -49,6 +51,16 @@ def _cases():
                 yield pytest.param(path, index, names, id=f"{assignment}-{'+'.join(names)}")
 
 
+def _callers(notebook, names: list[str]) -> set[int]:
+    """Answer cells whose solution code calls one of ``names`` (a chain in the answers themselves)."""
+    callers = set()
+    for index, _ in _answers(notebook):
+        used = {node.id for node in ast.walk(ast.parse(notebook.cells[index].source)) if isinstance(node, ast.Name)}
+        if used & set(names):
+            callers.add(index)
+    return callers
+
+
 def _visible_checks(notebook) -> dict[int, int]:
     """Visible test cell index -> index of the answer cell it follows (the function it checks)."""
     owners, owner = {}, None
@@ -72,11 +84,16 @@ def test_a_wrong_function_fails_only_its_own_checks(path, broken_cell, names, tm
         f"def {name}(*args, **kwargs):\n    raise ValueError('deliberately wrong {name}')" for name in names)
     notebook.cells[broken_cell].source += "\n\n\n# The test breaks this answer on purpose:\n" + wrong
     owners = _visible_checks(notebook)
+    allowed = {broken_cell} | _callers(read(path), names)
     executed = execute(notebook, path.parent, allow_errors=True)
     blamed = []
     for index, owner in owners.items():
         errors = [o for o in executed.cells[index].get("outputs", []) if o.get("output_type") == "error"]
-        if errors and owner != broken_cell:
+        if errors and owner != broken_cell and owner in allowed and not any(
+                name in errors[0]["evalue"] for name in names):
+            blamed.append(f"cell {index}: its answer calls {names}, but the error does not name them: "
+                          f"{errors[0]['evalue'][:200]}")
+        if errors and owner not in allowed:
             blamed.append(f"cell {index} ({nbgrader_meta(executed.cells[index]).get('grade_id')}): "
                           f"{errors[0]['ename']}: {errors[0]['evalue'][:200]}")
     assert not blamed, f"with only {names} wrong, checks of other functions failed:\n" + "\n".join(blamed)
