@@ -5,11 +5,14 @@ Everything is built on the ``meta`` device (no memory); the file runs in a few s
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from helpers import assert_close
 
 from cnnbook import models
+from cnnbook.models import efficientnet, modernize
 from cnnbook.models.convnext import ConvNeXt
 from cnnbook.models.efficientnet import EFFICIENTNET_COEFFICIENTS, scaled_efficientnet_config
 from cnnbook.models.modernize import MODERNIZATION_STEPS, modernization_design
@@ -67,7 +70,7 @@ def test_the_books_layers_build_the_same_ladder_network(step):
     reference = models.modernized_resnet(step, num_classes=10, dtype=torch.float64).eval()
     book = models.modernized_resnet(step, num_classes=10, layers="cnnbook", dtype=torch.float64).eval()
     book.load_state_dict(reference.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         assert_close(f"step {step} logits", book(x), reference(x), "float64")
 
@@ -89,3 +92,15 @@ def test_efficientnet_b0_is_the_unscaled_network():
     assert last_channel == 4 * config[-1][4] == 2560 and config[0][5] == 4
     with pytest.raises(ValueError):
         scaled_efficientnet_config(0, 1)
+
+
+@pytest.mark.parametrize("obj", [modernize.ModernizationDesign, modernize.modernization_design, modernize.modernized_resnet,
+                                 efficientnet.scaled_efficientnet_config, efficientnet.efficientnet_scaled],
+                         ids=lambda obj: obj.__name__)
+def test_the_helpers_name_the_book_section_that_uses_them(obj):
+    from test_library_map import BOOK_LINK, REPO, _headings  # noqa: PLC0415 - the map's own parser
+
+    match = BOOK_LINK.search(inspect.getdoc(inspect.unwrap(obj)) or "")
+    assert match, f"{obj.__name__}: no 'Book: ...' line"
+    headings = _headings(REPO / match["path"])
+    assert match["chapter"] in headings and match["section"] in headings
