@@ -104,3 +104,18 @@ def test_the_helpers_name_the_book_section_that_uses_them(obj):
     assert match, f"{obj.__name__}: no 'Book: ...' line"
     headings = _headings(REPO / match["path"])
     assert match["chapter"] in headings and match["section"] in headings
+
+
+def test_the_chapters_torchvision_accuracies_are_torchvisions():
+    """book/efficient_cnns.md states torchvision's top-1 accuracies; they must be those of the installed metadata."""
+    import ast  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    from test_library_map import REPO  # noqa: PLC0415
+
+    source = (REPO / "book" / "efficient_cnns.md").read_text()
+    stated = ast.literal_eval(re.search(r"torchvision_top1 = (\{.*?\})\n", source, re.S).group(1))
+    assert len(stated) == 10
+    for enum_name, top1 in stated.items():
+        metadata = getattr(torchvision.models, enum_name).IMAGENET1K_V1.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        assert top1 == pytest.approx(metadata, abs=1e-9), enum_name
