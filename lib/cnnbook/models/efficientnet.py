@@ -26,6 +26,8 @@ head 1x1 to (N, 1280, 7, 7), logits (N, num_classes).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,10 +35,11 @@ from torch import nn
 from cnnbook.shapes import same_padding_pair
 
 from ._layers import check_num_classes, constructor, layer_kit
-from .mobilenet import ConvNormAct
+from .mobilenet import ConvNormAct, make_divisible
 
 __all__ = ["StochasticDepth", "SqueezeExcitation", "MBConv", "EfficientNet", "EFFICIENTNET_B0_CONFIG",
-           "efficientnet_b0", "tf_same_pad", "LiteMBConv", "EfficientNetLite", "efficientnet_lite0"]
+           "efficientnet_b0", "EFFICIENTNET_COEFFICIENTS", "scaled_efficientnet_config", "efficientnet_scaled",
+           "tf_same_pad", "LiteMBConv", "EfficientNetLite", "efficientnet_lite0"]
 
 #: Tan and Le 2019, Table 1: expansion t, kernel k, first stride s, C_in, C_out, repeats.
 EFFICIENTNET_B0_CONFIG = (
@@ -166,6 +169,47 @@ def efficientnet_b0(*, num_classes: int = 1000, dropout: float = 0.2, stochastic
                     layers: str = "torch") -> EfficientNet:
     """EfficientNet-B0 (Tan and Le 2019): 5,288,548 parameters, 0.39 GMACs at 224 x 224 (paper: 5.3M, 0.39B FLOPs)."""
     return EfficientNet(EFFICIENTNET_B0_CONFIG, num_classes, dropout, stochastic_depth_prob, 1280, layers)
+
+
+# ---------------------------------------------------------------------------- B1 ... B7
+
+#: The released B0 ... B7: (width multiplier, depth multiplier, resolution), as in the
+#: authors' TensorFlow code and torchvision (the paper, Table 2, gives their parameters and FLOPs).
+EFFICIENTNET_COEFFICIENTS = {
+    "b0": (1.0, 1.0, 224), "b1": (1.0, 1.1, 240), "b2": (1.1, 1.2, 260), "b3": (1.2, 1.4, 300),
+    "b4": (1.4, 1.8, 380), "b5": (1.6, 2.2, 456), "b6": (1.8, 2.6, 528), "b7": (2.0, 3.1, 600),
+}
+
+
+def scaled_efficientnet_config(width_mult: float, depth_mult: float):
+    """B0's stages (:data:`EFFICIENTNET_B0_CONFIG`) scaled: channels ``make_divisible(c w, 8)``, repeats ``ceil(n d)``.
+
+    Returns ``(config, last_channel)`` with ``last_channel = 4 *`` the last stage's channels.
+
+    Book: "Efficient and modern CNNs", section "EfficientNet: compound scaling" (``book/efficient_cnns.md``).
+    """
+    if not width_mult > 0 or not depth_mult > 0:
+        raise ValueError(f"width_mult and depth_mult must be > 0, got {width_mult!r}, {depth_mult!r}")
+    config = tuple(
+        (expand, kernel, stride, make_divisible(cin * width_mult), make_divisible(cout * width_mult),
+         math.ceil(repeats * depth_mult))
+        for expand, kernel, stride, cin, cout, repeats in EFFICIENTNET_B0_CONFIG
+    )
+    return config, 4 * config[-1][4]
+
+
+@constructor
+def efficientnet_scaled(width_mult: float = 1.0, depth_mult: float = 1.0, *, num_classes: int = 1000,
+                        dropout: float = 0.2, layers: str = "torch") -> EfficientNet:
+    """EfficientNet-B0 widened by ``width_mult`` and deepened by ``depth_mult`` (input resolution is the caller's).
+
+    ``efficientnet_scaled(*EFFICIENTNET_COEFFICIENTS["b7"][:2])`` is EfficientNet-B7 (66,347,960 parameters,
+    torchvision's count). Also takes ``device=`` (``"meta"`` to count without memory).
+
+    Book: "Efficient and modern CNNs", section "EfficientNet: compound scaling" (``book/efficient_cnns.md``).
+    """
+    config, last_channel = scaled_efficientnet_config(width_mult, depth_mult)
+    return EfficientNet(config, num_classes, dropout, 0.2, last_channel, layers)
 
 
 # ------------------------------------------------------------------------------------- Lite0
