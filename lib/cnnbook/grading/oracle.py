@@ -25,7 +25,7 @@ hand), and the test-suite requires every cell of every assignment to be gradable
 
 Layout of an oracle folder::
 
-    oracle.json            {"functions": [...], "cells": {grade_id: {"test", "points", "forbid", "gradable",
+    oracle.json            {"functions": [...], "cells": {grade_id: {"test", "points", "forbid": [names], "gradable",
                             "calls": [{"key", "name" | "target", "args", "kwargs", "mode", "label"}]}}}
     in/<key>_<j>.npy       inputs, by call (copied into the sandbox call by call)
     expected/<key>.json    the instructor's results, in the format the sandbox writes (for the self-check)
@@ -46,7 +46,7 @@ from pathlib import Path
 
 from .values import Encoder, Unrepresentable, save, walk
 
-FORMAT = 2
+FORMAT = 3
 
 
 def defined_functions(source: str) -> list[str]:
@@ -198,6 +198,22 @@ def record(source_path: Path, outdir: Path) -> dict:
         recorded.__cnnbook_recorded__ = True
         return recorded
 
+    # the names each check forbids (forbid_calls), so that the same names are enforced and reported
+    import cnnbook.grading as grading_package
+    from . import checks
+    from .static import LIBRARY
+
+    original_forbid = checks.forbid_calls
+
+    def forbid_calls(names=checks.DEFAULT_FORBIDDEN, task="this task"):
+        names = list(names)
+        if state["cell"] is not None:
+            cell = cells[state["cell"]]
+            cell["forbid"] = sorted(set(cell["forbid"]) | set(names) | set(LIBRARY))
+        return original_forbid(names, task=task)
+
+    checks.forbid_calls = grading_package.forbid_calls = forbid_calls
+
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
@@ -206,7 +222,7 @@ def record(source_path: Path, outdir: Path) -> dict:
         is_solution = bool(meta.get("solution"))
         if grade_id and not is_solution:
             cells[grade_id] = {"test": bool(meta.get("grade")), "points": float(meta.get("points", 0) or 0),
-                               "forbid": "forbid_calls" in cell.source, "gradable": True, "calls": []}
+                               "forbid": [], "gradable": True, "calls": []}
             state["cell"] = grade_id
         else:
             state["cell"] = None

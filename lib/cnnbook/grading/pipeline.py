@@ -52,7 +52,7 @@ from .normalize import Unreadable, normalise, read_submission
 from .notebooks import nbgrader_meta
 from .oracle import oracle_for
 from .release import nbgrader_env, run_nbgrader
-from .static import analyse
+from .static import FORBIDDEN, analyse, matches
 
 STATUS_TEXT = {
     "graded": "graded",
@@ -214,10 +214,21 @@ def grade_notebook(spec: dict) -> dict:
     # the locked cells' imports and helpers in view, judged on their own
     cells_for_analysis = [(c.source, _is_answer(c)) for c in notebook.cells if c.cell_type == "code"
                           and not nbgrader_meta(c).get("grade")]
-    report = analyse(cells_for_analysis)
+    cell_forbid = {g: c.get("forbid") or [] for g, c in test_cells.items()}
+    report = analyse(cells_for_analysis, forbidden=set(FORBIDDEN).union(*cell_forbid.values()))
     result["flags"] = report.tampering
-    enforce_forbidden = any(c.get("forbid") for c in test_cells.values())
-    result["forbidden"] = report.forbidden if enforce_forbidden else {}
+    # a function breaks the rules when it uses a name that a check calling it forbids (its forbid_calls)
+    breaches: dict[str, dict[str, list[str]]] = {}  # grade_id -> function -> names
+    for grade_id, info in test_cells.items():
+        for function in sorted({c["name"] for c in info["calls"] if c.get("name")}):
+            hits = [u for u in report.forbidden.get(function, []) if matches(u, cell_forbid[grade_id])]
+            if hits:
+                breaches.setdefault(grade_id, {})[function] = hits
+    forbidden: dict[str, set[str]] = {}
+    for per_function in breaches.values():
+        for function, hits in per_function.items():
+            forbidden.setdefault(function, set()).update(hits)
+    result["forbidden"] = {f: sorted(v) for f, v in forbidden.items()}
 
     # the job for the sandbox: the student's and locked cells in order; at each test cell, no test
     # code, only the recorded calls of the student's functions on the grader's inputs
@@ -232,7 +243,7 @@ def grade_notebook(spec: dict) -> dict:
             files = {}
             for path in (oracle_dir / "in").glob(f"{call['key']}_*.npy"):
                 files[path.name] = base64.b64encode(path.read_bytes()).decode()
-            forbid = list(sandbox_forbidden()) if info.get("forbid") else []
+            forbid = list(info.get("forbid") or [])
             entry["calls"].append({**{k: call.get(k) for k in ("key", "name", "target", "args", "kwargs", "mode")},
                                    "files": files, "forbid": forbid})
         job_cells.append(entry)
@@ -298,7 +309,7 @@ def grade_notebook(spec: dict) -> dict:
             if not info.get("gradable", True):
                 problems.append(f"graded by hand ({info.get('why', 'the grader cannot replay this check')})")
             for function in sorted({c["name"] for c in info["calls"] if c.get("name")}):
-                if function in result["forbidden"]:
+                if function in result["forbidden"]:  # every check of that function scores 0
                     problems.append(f"{function} uses {', '.join(result['forbidden'][function])}, "
                                     "which this exercise asks you to write yourself")
             verdict = verdicts.get(grade_id, {"passed": False, "message": "not checked"})
@@ -359,12 +370,6 @@ def replay_checks(source, oracle_dir: Path, results_dir: Path, statuses: dict, v
             if _REPLAY["pool"] is pool:
                 _REPLAY["pool"] = None
         raise
-
-
-def sandbox_forbidden():
-    from .static import FORBIDDEN
-
-    return FORBIDDEN
 
 
 def released_cell_source(released, grade_id) -> str:
@@ -527,7 +532,11 @@ def gradebook_write(gb, result: dict) -> None:
     try:
         submission = gb.find_submission(assignment, student)
     except MissingEntry:
-        submission = gb.add_submission(assignment, student)
+        import warnings
+
+        with warnings.catch_warnings():  # nbgrader's add_submission warns "not in session", harmlessly
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            submission = gb.add_submission(assignment, student)
     if result.get("timestamp"):
         submission.timestamp = dt.datetime.fromisoformat(result["timestamp"]).astimezone(dt.timezone.utc).replace(tzinfo=None)
     review = result["status"] in ("flagged", "unreadable", "failed")

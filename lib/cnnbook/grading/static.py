@@ -99,8 +99,13 @@ def _dotted(node, aliases: dict[str, str]) -> str | None:
     return None
 
 
-def _is_forbidden(dotted: str) -> str | None:
-    for name in FORBIDDEN:
+#: The library's own implementations: forbidden in every check that forbids anything.
+LIBRARY = ("cnnbook.reference", "cnnbook.ops")
+
+
+def matches(dotted: str, names) -> str | None:
+    """The name in ``names`` that ``dotted`` is, or lies inside (``numpy.correlate``, ``cnnbook.reference.x``)."""
+    for name in names:
         if dotted == name or dotted.startswith(name + "."):
             return name
     return None
@@ -128,7 +133,8 @@ def _own_module_key(node) -> bool:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, aliases, report: Report, judged: bool = True):
+    def __init__(self, aliases, report: Report, judged: bool = True, forbidden=FORBIDDEN):
+        self.forbidden = tuple(forbidden)
         self.aliases = aliases
         self.report = report
         self.judged = judged  # an answer cell: its tampering is reported
@@ -149,7 +155,7 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
             self._module(alias.name, node)
-            hit = _is_forbidden(alias.name)
+            hit = matches(alias.name, self.forbidden)
             if hit:
                 self.used.add(alias.name)
 
@@ -159,7 +165,7 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             full = f"{module}.{alias.name}"
             self.aliases[alias.asname or alias.name] = full
-            if _is_forbidden(full):
+            if matches(full, self.forbidden):
                 self.used.add(full)
 
     def _module(self, module: str, node):
@@ -175,7 +181,7 @@ class _Visitor(ast.NodeVisitor):
         if node.id == "get_ipython":
             self.flag("uses get_ipython()", node)
         dotted = self.aliases.get(node.id)
-        if dotted and _is_forbidden(dotted):
+        if dotted and matches(dotted, self.forbidden):
             self.used.add(dotted)
 
     def visit_Constant(self, node):
@@ -184,7 +190,7 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_Attribute(self, node):
         dotted = _dotted(node, self.aliases)
-        if dotted and _is_forbidden(dotted):
+        if dotted and matches(dotted, self.forbidden):
             self.used.add(dotted)
         why = SUSPICIOUS_ATTRIBUTES.get(node.attr)
         if why:
@@ -233,8 +239,10 @@ class _Visitor(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def analyse(cells) -> Report:
+def analyse(cells, forbidden=FORBIDDEN) -> Report:
     """Analyse code cells in notebook order: ``(source, judged)`` pairs, or plain sources (all judged).
+
+    ``forbidden``: the dotted names (modules or functions) whose use is reported per function.
 
     Cells with ``judged`` false (the release's locked cells) contribute imports and helper functions
     but are never reported themselves.
@@ -255,7 +263,7 @@ def analyse(cells) -> Report:
             for child in ast.iter_child_nodes(node):
                 child._cnnbook_parent = node
         for node in tree.body:
-            visitor = _Visitor(aliases, report, judged)
+            visitor = _Visitor(aliases, report, judged, forbidden)
             visitor.visit(node)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 functions[node.name] = (set(visitor.used), set(visitor.names))
