@@ -212,23 +212,8 @@ def grade_notebook(spec: dict) -> dict:
 
     # what the code says about itself (never executed here): the student's answer cells, read with
     # the locked cells' imports and helpers in view, judged on their own
-    cells_for_analysis = [(c.source, _is_answer(c)) for c in notebook.cells if c.cell_type == "code"
-                          and not nbgrader_meta(c).get("grade")]
-    cell_forbid = {g: c.get("forbid") or [] for g, c in test_cells.items()}
-    report = analyse(cells_for_analysis, forbidden=set(FORBIDDEN).union(*cell_forbid.values()))
+    report, result["forbidden"] = judge_code(notebook, test_cells)
     result["flags"] = report.tampering
-    # a function breaks the rules when it uses a name that a check calling it forbids (its forbid_calls)
-    breaches: dict[str, dict[str, list[str]]] = {}  # grade_id -> function -> names
-    for grade_id, info in test_cells.items():
-        for function in sorted({c["name"] for c in info["calls"] if c.get("name")}):
-            hits = [u for u in report.forbidden.get(function, []) if matches(u, cell_forbid[grade_id])]
-            if hits:
-                breaches.setdefault(grade_id, {})[function] = hits
-    forbidden: dict[str, set[str]] = {}
-    for per_function in breaches.values():
-        for function, hits in per_function.items():
-            forbidden.setdefault(function, set()).update(hits)
-    result["forbidden"] = {f: sorted(v) for f, v in forbidden.items()}
 
     # the job for the sandbox: the student's and locked cells in order; at each test cell, no test
     # code, only the recorded calls of the student's functions on the grader's inputs
@@ -330,6 +315,31 @@ def grade_notebook(spec: dict) -> dict:
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def judge_code(notebook, test_cells: dict):
+    """The static analysis of a normalised notebook: (report, {function: forbidden names it uses}).
+
+    Only the answer cells (and cells the student added) are judged, with the locked cells' imports and
+    helpers in view. A function is reported when it uses a name that a check calling it forbids (the
+    names that check passed to ``forbid_calls``, recorded with the oracle).
+    """
+    cells_for_analysis = [(c.source, _is_answer(c)) for c in notebook.cells if c.cell_type == "code"
+                          and not nbgrader_meta(c).get("grade")]
+    cell_forbid = {g: c.get("forbid") or [] for g, c in test_cells.items()}
+    report = analyse(cells_for_analysis, forbidden=set(FORBIDDEN).union(*cell_forbid.values()))
+    # a function breaks the rules when it uses a name that a check calling it forbids (its forbid_calls)
+    breaches: dict[str, dict[str, list[str]]] = {}  # grade_id -> function -> names
+    for grade_id, info in test_cells.items():
+        for function in sorted({c["name"] for c in info["calls"] if c.get("name")}):
+            hits = [u for u in report.forbidden.get(function, []) if matches(u, cell_forbid[grade_id])]
+            if hits:
+                breaches.setdefault(grade_id, {})[function] = hits
+    forbidden: dict[str, set[str]] = {}
+    for per_function in breaches.values():
+        for function, hits in per_function.items():
+            forbidden.setdefault(function, set()).update(hits)
+    return report, {f: sorted(v) for f, v in forbidden.items()}
 
 
 def _is_answer(cell) -> bool:
