@@ -348,38 +348,55 @@ def _is_answer(cell) -> bool:
     return bool(meta.get("solution")) or not meta.get("grade_id")
 
 
-_REPLAY = {"pool": None, "lock": threading.Lock()}
+class _ReplayWorkers:
+    """Trusted replay workers (``python -m cnnbook.grading.replay --serve``), started on demand and reused.
+
+    They only ever run the instructor's notebook and read plain data written by a sandbox; no student
+    code runs in them, so one worker serves many students (torch is imported once per worker).
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.idle: list[subprocess.Popen] = []
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "cnnbook.grading.replay", "--serve"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"})
+
+    def run(self, request: dict, timeout: float) -> dict:
+        with self.lock:
+            worker = self.idle.pop() if self.idle else None
+        if worker is None or worker.poll() is not None:
+            worker = self._start()
+        answer: list = []
+        reader = threading.Thread(target=lambda: answer.append(worker.stdout.readline()), daemon=True)
+        try:
+            worker.stdin.write(json.dumps(request) + "\n")
+            worker.stdin.flush()
+            reader.start()
+            reader.join(timeout)
+        except OSError:
+            pass
+        if not answer or not answer[0]:
+            worker.kill()
+            worker.wait()
+            raise RuntimeError("the replay of the checks did not answer (it died or ran past its time limit)")
+        with self.lock:
+            self.idle.append(worker)
+        reply = json.loads(answer[0])
+        if "error" in reply:
+            raise RuntimeError(f"the replay of the checks failed:\n{reply['error']}")
+        return reply["verdicts"]
 
 
-def _replay_job(source: str, oracle_dir: str, results_dir: str, statuses: dict, visible: list[str]) -> dict:
-    from .replay import replay
-
-    return replay(Path(source), Path(oracle_dir), Path(results_dir), statuses=statuses, visible=set(visible))
+_REPLAY = _ReplayWorkers()
 
 
 def replay_checks(source, oracle_dir: Path, results_dir: Path, statuses: dict, visible: set, timeout: float) -> dict:
-    """The verdicts, computed by :func:`cnnbook.grading.replay.replay` in a trusted worker process.
-
-    The workers (one per core, started once per grading process) only ever run the instructor's
-    notebook and read plain data; no student code runs in them, so they are reused across students.
-    """
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    import multiprocessing
-
-    with _REPLAY["lock"]:
-        if _REPLAY["pool"] is None:
-            _REPLAY["pool"] = ProcessPoolExecutor(max_workers=os.cpu_count() or 1,
-                                                  mp_context=multiprocessing.get_context("spawn"))
-        pool = _REPLAY["pool"]
-    try:
-        future = pool.submit(_replay_job, str(source), str(oracle_dir), str(results_dir), statuses, sorted(visible))
-        return future.result(timeout=timeout)
-    except BrokenProcessPool:
-        with _REPLAY["lock"]:
-            if _REPLAY["pool"] is pool:
-                _REPLAY["pool"] = None
-        raise
+    """The verdicts, computed by :func:`cnnbook.grading.replay.replay` in a trusted worker process."""
+    return _REPLAY.run({"source": str(source), "oracle": str(oracle_dir), "results": str(results_dir),
+                        "statuses": statuses, "visible": sorted(visible)}, timeout)
 
 
 def released_cell_source(released, grade_id) -> str:

@@ -328,10 +328,42 @@ def replay(source_path: Path, oracle_dir: Path, results_dir: Path, statuses: dic
     return verdicts
 
 
+def serve() -> int:
+    """``python -m cnnbook.grading.replay --serve``: one JSON request a line on stdin, one verdict a line back.
+
+    A long-lived trusted worker (torch and the instructor's imports are loaded once, not per student). It
+    never runs student code, only the instructor's cells on plain data, so it serves every student. What
+    the instructor's cells print is discarded: stdout is the answer channel.
+    """
+    import io
+    import os
+    import sys
+    import traceback
+
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    sys.stdout = open(os.devnull, "w")
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            verdicts = replay(Path(request["source"]), Path(request["oracle"]), Path(request["results"]),
+                              statuses=request.get("statuses"), visible=set(request.get("visible") or []))
+            answer = {"verdicts": verdicts}
+        except Exception:  # noqa: BLE001 - the grader reports it as a grader error
+            buffer = io.StringIO()
+            traceback.print_exc(file=buffer)
+            answer = {"error": buffer.getvalue()[-4000:]}
+        answers.write(json.dumps(answer) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     import sys
 
     args = argv or sys.argv[1:]
+    if args == ["--serve"]:
+        return serve()
     statuses = json.loads(Path(args[3]).read_text()) if len(args) > 3 else None
     print(json.dumps(replay(Path(args[0]), Path(args[1]), Path(args[2]), statuses)))
     return 0
