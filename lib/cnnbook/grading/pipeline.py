@@ -12,9 +12,11 @@ One submission = one student's folder ``submitted/<student>/<assignment>/``.
    that fails or is interrupted never leaves an older score looking current;
 4. grades each submission in a worker pool (threads, or a Dask cluster):
    validate and normalise (:mod:`normalize`), read the code's syntax tree for
-   forbidden calls and tampering (:mod:`static`), run it in a sandbox
-   (:mod:`sandbox`, :mod:`runner`), compare what it wrote with the oracle in
-   this trusted process;
+   forbidden calls and tampering (:mod:`static`), run the student's cells and
+   the recorded calls in a sandbox (:mod:`sandbox`, :mod:`runner`, :mod:`harness`:
+   no test code enters it), then run the instructor's checks on the values it
+   wrote in a trusted replay worker (:mod:`replay`): every verdict is computed
+   outside the sandbox;
 5. writes each result atomically (record JSON, feedback, autograded notebook)
    and updates the gradebook from this one process, as results arrive.
 
