@@ -73,6 +73,7 @@ class Settings:
     cell_timeout: float = 60.0  # per notebook cell
     call_timeout: float = 30.0  # per call of a student's function on grader inputs
     submission_timeout: float = 600.0  # per notebook, everything included
+    replay_timeout: float = 900.0  # the trusted replay of the checks (not the student's time)
     memory_bytes: int = 4 * 2**30
     processes: int = 64
     file_bytes: int = 64 * 2**20
@@ -246,6 +247,7 @@ def grade_notebook(spec: dict) -> dict:
             shutil.copy2(extra["path"], target)
         nbformat.write(notebook, str(work / name))
         atomic_write(work / "job.json", json.dumps(job))
+        _REPLAY.warm()  # a trusted replay worker loads its imports while the sandbox runs
         outcome = sandbox.run(work, [sys.executable, "-I", "-m", "cnnbook.grading.runner", sandbox.INSIDE],
                               settings.limits(), hide=[Path(p) for p in spec["hide"]])
         entries = _read_progress(work / "progress.jsonl")
@@ -286,7 +288,7 @@ def grade_notebook(spec: dict) -> dict:
             results_dir = scratch / "empty"
             results_dir.mkdir(exist_ok=True)
         verdicts = replay_checks(spec["source"], oracle_dir, results_dir, calls, visible,
-                                 timeout=settings.submission_timeout)
+                                 timeout=settings.replay_timeout)
         for index, cell in enumerate(notebook.cells):
             grade_id = nbgrader_meta(cell).get("grade_id")
             if grade_id not in test_cells:
@@ -360,6 +362,14 @@ class _ReplayWorkers:
     def __init__(self):
         self.lock = threading.Lock()
         self.idle: list[subprocess.Popen] = []
+        self.alive = 0
+
+    def warm(self) -> None:
+        """Start a worker ahead of need (it loads its imports while a sandbox runs), up to one per core."""
+        with self.lock:
+            if self.alive < (os.cpu_count() or 1):
+                self.idle.append(self._start())
+                self.alive += 1
 
     def _start(self) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "cnnbook.grading.replay", "--serve"], stdin=subprocess.PIPE,
@@ -370,6 +380,9 @@ class _ReplayWorkers:
         with self.lock:
             worker = self.idle.pop() if self.idle else None
         if worker is None or worker.poll() is not None:
+            with self.lock:
+                if worker is None:
+                    self.alive += 1
             worker = self._start()
         answer: list = []
         reader = threading.Thread(target=lambda: answer.append(worker.stdout.readline()), daemon=True)
@@ -383,6 +396,8 @@ class _ReplayWorkers:
         if not answer or not answer[0]:
             worker.kill()
             worker.wait()
+            with self.lock:
+                self.alive -= 1
             raise RuntimeError("the replay of the checks did not answer (it died or ran past its time limit)")
         with self.lock:
             self.idle.append(worker)

@@ -340,6 +340,11 @@ def serve() -> int:
     import sys
     import traceback
 
+    import nbformat  # noqa: F401 - loaded before the first request, while the sandbox runs
+    from IPython.core.inputtransformer2 import TransformerManager  # noqa: F401
+
+    import cnnbook.grading  # noqa: F401
+
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)
