@@ -334,6 +334,16 @@ def test_feedback_and_autograded_notebooks_leak_nothing_hidden(graded):
             assert "HIDDEN TESTS" not in text
 
 
+def test_what_the_instructor_hands_back_is_readable_by_everyone(graded):
+    import stat
+
+    root = graded["course"].root
+    files = [p for folder in ("feedback", "autograded") for p in (root / folder).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".md" for p in files) and any(p.suffix == ".ipynb" for p in files)
+    modes = {str(p.relative_to(root)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {"0o644"}, {k: v for k, v in modes.items() if v != "0o644"}
+
+
 def test_gradebook_holds_the_pipeline_scores(graded, monkeypatch):
     from nbgrader.api import Gradebook
 

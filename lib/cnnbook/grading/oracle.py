@@ -1,23 +1,34 @@
-"""Grader-chosen inputs and the oracle's outputs, recorded from the instructor notebook.
+"""The calls each check makes to the student's code, recorded from the instructor notebook.
 
 Runs in a trusted process, never in a sandbox. The instructor notebook (with
 its solutions and hidden tests) is executed once in an IPython shell; every
-function defined in a solution cell is wrapped, and each top-level call made
-from a graded test cell is recorded: its arguments (the grader-chosen inputs)
-and what the instructor's solution returned (the oracle's answer, which the
-notebook's own tests have just checked against an independent implementation).
+function defined in a solution cell is wrapped, and each top-level call that a
+test cell (or a locked cell) makes to one of them is recorded: the function's
+name and its arguments, the grader-chosen inputs. A value that an earlier call
+returned and a later call receives (a cache, a model) is recorded as a
+reference to that earlier result, so that the student's own value is passed
+along. An ``nn.Module`` returned by a student's function is followed too: each
+time the checks apply it to an input (``model(x)``, ``predict(model, x)``) the
+input is recorded, with the module's train/eval mode and the grad mode.
 
-No per-assignment specification is needed: any test cell that calls functions
-the student writes, with NumPy arrays, numbers, strings, lists or tuples as
-arguments, is graded by trusted comparison. A test cell whose calls cannot be
-recorded this way (no call, or an argument such as a model object) is marked
-``trusted: false`` and graded by running the cell itself in the sandbox.
+No per-assignment specification is needed. Any return structure works
+(arrays, tensors, numbers, tuples, nested caches, dicts, modules): nothing is
+compared here. Grading runs the recorded calls on the student's code in the
+sandbox, which only writes the values they return; :mod:`replay` then runs the
+instructor's checks, hidden lines included, in a trusted process with the
+student's functions replaced by those values.
+
+At the end the recording checks itself: replaying the instructor's own
+results must pass every test cell. A cell that fails this, or whose calls take
+an argument that is not plain data, is marked ``gradable: false`` (graded by
+hand), and the test-suite requires every cell of every assignment to be gradable.
 
 Layout of an oracle folder::
 
-    oracle.json          {"cells": {grade_id: {"trusted", "tol", "forbid", "calls": [...]}}}
-    in/<key>_<j>.npy     inputs, by call
-    expected/<key>_<i>.npy  the instructor's outputs (never copied into a sandbox)
+    oracle.json            {"functions": [...], "cells": {grade_id: {"test", "points", "forbid": [names], "gradable",
+                            "calls": [{"key", "name" | "target", "args", "kwargs", "mode", "label"}]}}}
+    in/<key>_<j>.npy       inputs, by call (copied into the sandbox call by call)
+    expected/<key>.json    the instructor's results, in the format the sandbox writes (for the self-check)
 """
 
 from __future__ import annotations
@@ -33,45 +44,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from .values import Encoder, Unrepresentable, save, walk
 
-FORMAT = 1
-
-
-class Unrepresentable(Exception):
-    pass
-
-
-def _encode(value, folder: Path, stem: str, counter: list[int]):
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        raise Unrepresentable("torch tensor")
-    if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise Unrepresentable("object array")
-        name = f"{stem}_{counter[0]}.npy"
-        counter[0] += 1
-        np.save(folder / name, value, allow_pickle=False)
-        return ["npy", name]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        if isinstance(value, float) and not np.isfinite(value):
-            raise Unrepresentable("non-finite float")
-        return ["json", value]
-    if isinstance(value, tuple):
-        return ["tuple", [_encode(v, folder, stem, counter) for v in value]]
-    if isinstance(value, list):
-        return ["list", [_encode(v, folder, stem, counter) for v in value]]
-    raise Unrepresentable(type(value).__name__)
-
-
-def _numeric(part) -> np.ndarray:
-    if hasattr(part, "detach") and hasattr(part, "cpu"):
-        part = part.detach().cpu().numpy()
-    array = np.asarray(part)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise Unrepresentable(f"non-numeric result {type(part).__name__}")
-    return array
+FORMAT = 3
 
 
 def defined_functions(source: str) -> list[str]:
@@ -82,15 +57,41 @@ def defined_functions(source: str) -> list[str]:
     return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
+def describe(spec) -> str:
+    """How a call's argument is named in feedback: its kind and shape, never its values."""
+    kind = spec[0]
+    if kind in ("npy", "tensor"):
+        return "array" if kind == "npy" else "tensor"
+    if kind in ("tuple", "list"):
+        return f"{kind} of {len(spec[1])}"
+    if kind == "dict":
+        return "dict"
+    if kind == "generator":
+        return "random generator"
+    if kind == "ref":
+        return "your earlier result"
+    if kind == "json":
+        return type(spec[1]).__name__
+    return kind
+
+
+def _label(name: str, args: list, encoder: Encoder) -> str:
+    shown = []
+    for spec in args:
+        if spec[0] in ("npy", "tensor"):
+            array = encoder.arrays[spec[1]]
+            shown.append(f"{'array' if spec[0] == 'npy' else 'tensor'} {tuple(array.shape)}")
+        else:
+            shown.append(describe(spec))
+    return f"{name}({', '.join(shown)})"
+
+
 def record(source_path: Path, outdir: Path) -> dict:
     """Execute the instructor notebook and write the oracle folder ``outdir``."""
     import nbformat
     from IPython.core.interactiveshell import InteractiveShell
 
-    import cnnbook.grading as grading_package
-    from cnnbook.grading import checks
-    from cnnbook.gradcheck import tolerance
-
+    from .harness import outcome
     from .notebooks import nbgrader_meta
 
     source_path = Path(source_path).resolve()
@@ -103,17 +104,65 @@ def record(source_path: Path, outdir: Path) -> dict:
     shell = InteractiveShell.instance()
     state = {"cell": None, "depth": 0}
     cells: dict[str, dict] = {}
+    functions: list[str] = []
+    refs: dict[int, tuple[str, tuple]] = {}  # id(part of a result) -> (call key, path)
+    keep: list = []  # results stay alive, so that their ids stay unique
+    origin: dict[int, str] = {}  # id(module) -> the name of the function that returned it
+    hooked: set[int] = set()
 
-    original_check_close = checks.check_close
+    def begin(grade_id: str, target: str):
+        cell = cells[grade_id]
+        key = f"{grade_id}-{len(cell['calls'])}"
+        return cell, key
 
-    def check_close(name, actual, expected, tol=None, hint=""):
-        if state["cell"] is not None:
-            used = tolerance("float64", "grading") if tol is None else float(tol)
-            cells[state["cell"]]["tol"] = max(cells[state["cell"]]["tol"], used)
-        return original_check_close(name, actual, expected, tol=tol, hint=hint)
+    def remember(key: str, result, name: str, args, kwargs) -> None:
+        """Parts of ``result`` a later call may receive: the objects this call created, and modules."""
+        keep.append(result)
+        given = {id(value) for _, value in walk((args, kwargs))}
+        for path, value in walk(result):
+            if isinstance(value, (bool, int, float, str, type(None))):
+                continue
+            if _is_module(value):
+                refs[id(value)] = (key, path)  # the latest result holding a model is the one passed along
+                origin[id(value)] = name
+                if id(value) not in hooked:
+                    hooked.add(id(value))
+                    value.register_forward_hook(forward_hook, with_kwargs=True)
+            elif id(value) not in given:
+                refs[id(value)] = (key, path)
 
-    checks.check_close = check_close
-    grading_package.check_close = check_close
+    def encode_call(cell, key, args, kwargs):
+        encoder = Encoder(key, strict=True, refs=refs)
+        try:
+            arg_specs = [encoder.encode(a) for a in args]
+            kwarg_specs = {k: encoder.encode(v) for k, v in kwargs.items()}
+        except Unrepresentable as why:
+            cell["gradable"] = False
+            cell["why"] = f"an argument is not plain data ({why})"
+            return None
+        save(outdir / "in", f"{key}.json", {}, encoder.arrays)
+        (outdir / "in" / f"{key}.json").unlink()
+        return encoder, arg_specs, kwarg_specs
+
+    def forward_hook(module, args, kwargs, output):
+        grade_id = state["cell"]
+        if grade_id is None or state["depth"]:
+            return None
+        import torch
+
+        cell, key = begin(grade_id, "forward")
+        encoded = encode_call(cell, key, args, kwargs)
+        if encoded is None:
+            return None
+        encoder, arg_specs, kwarg_specs = encoded
+        target = ["ref", *refs[id(module)][0:1], list(refs[id(module)][1])]
+        name = f"the model {origin.get(id(module), 'your function')} returned"
+        cell["calls"].append({"key": key, "name": None, "target": target, "args": arg_specs, "kwargs": kwarg_specs,
+                              "mode": {"training": bool(module.training), "grad": bool(torch.is_grad_enabled())},
+                              "label": _label(name, arg_specs, encoder)})
+        document, arrays = outcome(key, output, None)
+        save(outdir / "expected", f"{key}.json", document, arrays)
+        return None
 
     def wrap(name, function):
         @functools.wraps(function)
@@ -121,54 +170,59 @@ def record(source_path: Path, outdir: Path) -> dict:
             grade_id = state["cell"]
             if grade_id is None or state["depth"]:
                 return function(*args, **kwargs)
-            cell = cells[grade_id]
-            key = f"{grade_id}-{len(cell['calls'])}"
-            entry = {"key": key, "name": name}
-            try:
-                counter = [0]
-                entry["args"] = [_encode(a, outdir / "in", key, counter) for a in args]
-                entry["kwargs"] = {k: _encode(v, outdir / "in", key, counter) for k, v in kwargs.items()}
-            except Unrepresentable as why:
-                cell["trusted"] = False
-                cell["why"] = f"argument not recordable ({why})"
-                entry = None
+            cell, key = begin(grade_id, name)
+            encoded = encode_call(cell, key, args, kwargs)
+            entry = None
+            if encoded is not None:
+                encoder, arg_specs, kwarg_specs = encoded
+                entry = {"key": key, "name": name, "target": None, "args": arg_specs, "kwargs": kwarg_specs,
+                         "mode": None, "label": _label(name, arg_specs, encoder)}
+                cell["calls"].append(entry)
+            mutable = {i: _snapshot(a) for i, a in enumerate(args)}
             state["depth"] += 1
             try:
                 result = function(*args, **kwargs)
             except Exception as error:
                 if entry is not None:
-                    entry["expect"] = {"raises": type(error).__name__}
-                    cell["calls"].append(entry)
+                    document, arrays = outcome(key, None, error, args, mutable)
+                    save(outdir / "expected", f"{key}.json", document, arrays)
                 raise
             finally:
                 state["depth"] -= 1
             if entry is not None:
-                try:
-                    parts = list(result) if isinstance(result, tuple) else [result]
-                    arrays = [_numeric(p) for p in parts]
-                except Unrepresentable as why:
-                    cell["trusted"] = False
-                    cell["why"] = f"result not recordable ({why})"
-                else:
-                    for index, array in enumerate(arrays):
-                        np.save(outdir / "expected" / f"{key}_{index}.npy", array, allow_pickle=False)
-                    entry["expect"] = {"parts": len(arrays), "tuple": isinstance(result, tuple),
-                                       "shapes": [list(a.shape) for a in arrays]}
-                    cell["calls"].append(entry)
+                remember(key, result, name, args, kwargs)
+                document, arrays = outcome(key, result, None, args, mutable)
+                save(outdir / "expected", f"{key}.json", document, arrays)
             return result
 
         recorded.__cnnbook_recorded__ = True
         return recorded
 
+    # the names each check forbids (forbid_calls), so that the same names are enforced and reported
+    import cnnbook.grading as grading_package
+    from . import checks
+    from .static import LIBRARY
+
+    original_forbid = checks.forbid_calls
+
+    def forbid_calls(names=checks.DEFAULT_FORBIDDEN, task="this task"):
+        names = list(names)
+        if state["cell"] is not None:
+            cell = cells[state["cell"]]
+            cell["forbid"] = sorted(set(cell["forbid"]) | set(names) | set(LIBRARY))
+        return original_forbid(names, task=task)
+
+    checks.forbid_calls = grading_package.forbid_calls = forbid_calls
+
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         meta = nbgrader_meta(cell)
-        is_test = bool(meta.get("grade")) and not meta.get("solution")
-        if is_test:
-            grade_id = meta["grade_id"]
-            cells[grade_id] = {"trusted": True, "tol": 0.0, "forbid": "forbid_calls" in cell.source,
-                               "calls": [], "points": float(meta.get("points", 0))}
+        grade_id = meta.get("grade_id")
+        is_solution = bool(meta.get("solution"))
+        if grade_id and not is_solution:
+            cells[grade_id] = {"test": bool(meta.get("grade")), "points": float(meta.get("points", 0) or 0),
+                               "forbid": [], "gradable": True, "calls": []}
             state["cell"] = grade_id
         else:
             state["cell"] = None
@@ -176,20 +230,47 @@ def record(source_path: Path, outdir: Path) -> dict:
         state["cell"] = None
         if not result.success:
             raise RuntimeError(f"the instructor notebook {source_path.name} fails in cell "
-                               f"{meta.get('grade_id')}: {result.error_in_exec or result.error_before_exec!r}")
-        if meta.get("solution"):
+                               f"{grade_id}: {result.error_in_exec or result.error_before_exec!r}")
+        if is_solution:
             for name in defined_functions(cell.source):
                 function = shell.user_ns.get(name)
                 if callable(function) and not getattr(function, "__cnnbook_recorded__", False):
                     shell.user_ns[name] = wrap(name, function)
+                    if name not in functions:
+                        functions.append(name)
+    cells = {g: c for g, c in cells.items() if c["test"] or c["calls"]}
     for grade_id, cell in cells.items():
-        if not cell["calls"]:
-            cell["trusted"] = False
-            cell.setdefault("why", "the test calls no function the student writes")
-        cell["tol"] = 2 * (cell["tol"] or tolerance("float64", "grading"))
-    summary = {"format": FORMAT, "notebook": source_path.name, "cells": cells}
+        if cell["test"] and not cell["calls"] and cell["gradable"]:
+            cell["gradable"] = False
+            cell["why"] = "the check calls no function the student writes"
+    summary = {"format": FORMAT, "notebook": source_path.name, "functions": functions, "cells": cells}
+    (outdir / "oracle.json").write_text(json.dumps(summary, indent=1))
+    # the self-check: the instructor's own results, replayed, must pass every check
+    from .replay import replay
+
+    verdicts = replay(source_path, outdir, outdir / "expected", statuses=None, trusted=True)
+    for grade_id, verdict in verdicts.items():
+        if not verdict["passed"] and cells[grade_id]["gradable"]:
+            cells[grade_id]["gradable"] = False
+            cells[grade_id]["why"] = f"replaying the recorded calls does not pass: {verdict['message']}"
     (outdir / "oracle.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _is_module(value) -> bool:
+    nn = sys.modules.get("torch.nn")
+    return nn is not None and isinstance(value, nn.Module)
+
+
+def _snapshot(value):
+    """A copy of a mutable argument, to tell whether the call changed it."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, np.random.Generator):
+        return json.dumps(value.bit_generator.state, default=str)
+    return None
 
 
 def oracle_for(source_path: Path, cache: Path) -> Path:

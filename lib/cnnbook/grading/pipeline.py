@@ -12,9 +12,11 @@ One submission = one student's folder ``submitted/<student>/<assignment>/``.
    that fails or is interrupted never leaves an older score looking current;
 4. grades each submission in a worker pool (threads, or a Dask cluster):
    validate and normalise (:mod:`normalize`), read the code's syntax tree for
-   forbidden calls and tampering (:mod:`static`), run it in a sandbox
-   (:mod:`sandbox`, :mod:`runner`), compare what it wrote with the oracle in
-   this trusted process;
+   forbidden calls and tampering (:mod:`static`), run the student's cells and
+   the recorded calls in a sandbox (:mod:`sandbox`, :mod:`runner`, :mod:`harness`:
+   no test code enters it), then run the instructor's checks on the values it
+   wrote in a trusted replay worker (:mod:`replay`): every verdict is computed
+   outside the sandbox;
 5. writes each result atomically (record JSON, feedback, autograded notebook)
    and updates the gradebook from this one process, as results arrive.
 
@@ -31,12 +33,14 @@ import contextlib
 import csv
 import datetime as dt
 import fcntl
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,15 +48,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-import numpy as np
 
-from ..gradcheck import rel_error
 from . import sandbox
 from .normalize import Unreadable, normalise, read_submission
 from .notebooks import nbgrader_meta
 from .oracle import oracle_for
 from .release import nbgrader_env, run_nbgrader
-from .static import analyse
+from .static import FORBIDDEN, analyse, matches
 
 STATUS_TEXT = {
     "graded": "graded",
@@ -71,6 +73,7 @@ class Settings:
     cell_timeout: float = 60.0  # per notebook cell
     call_timeout: float = 30.0  # per call of a student's function on grader inputs
     submission_timeout: float = 600.0  # per notebook, everything included
+    replay_timeout: float = 900.0  # the trusted replay of the checks (not the student's time)
     memory_bytes: int = 4 * 2**30
     processes: int = 64
     file_bytes: int = 64 * 2**20
@@ -127,11 +130,16 @@ class Course:
 # small helpers
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``path`` so that readers see the old file or the new one, never half of one."""
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write ``path`` so that readers see the old file or the new one, never half of one.
+
+    ``mode``: readable by everyone by default, like nbgrader's feedback (mkstemp alone gives 0600), so that
+    what an instructor hands back (feedback, graded notebooks, grade exports) can be served as it is.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(handle, mode)
     with os.fdopen(handle, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
@@ -151,23 +159,6 @@ def assignment_lock(course: Course, assignment: str):
             print(f"another grading run of {assignment} is in progress; waiting for it", file=sys.stderr)
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
-
-
-def _describe(spec) -> str:
-    kind, value = spec
-    if kind == "npy":
-        return "array"
-    if kind in ("tuple", "list"):
-        return kind
-    return type(value).__name__
-
-
-def _shape_text(files: dict, spec) -> str:
-    if spec[0] == "npy":
-        return f"array {tuple(files[spec[1]].shape)}"
-    if spec[0] in ("tuple", "list"):
-        return f"{spec[0]} of {len(spec[1])}"
-    return type(spec[1]).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,58 +181,6 @@ def _read_progress(path: Path) -> list[dict]:
     return entries
 
 
-def _load_array(path: Path) -> np.ndarray | None:
-    if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_RESULT_BYTES:
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception:  # noqa: BLE001 - whatever the sandbox wrote, a bad file is a failed check
-        return None
-
-
-def _judge_call(call: dict, oracle_dir: Path, work: Path, progress: dict, visible: bool, tol: float) -> str | None:
-    """None when the student's output for this call matches the oracle, else why not."""
-    key, expect = call["key"], call["expect"]
-    ran = progress.get(key)
-    if ran is None:
-        return "did not run (the notebook stopped earlier)"
-    if ran.get("status") == "timeout":
-        return "took longer than the time limit"
-    if ran.get("status") == "died":
-        return "crashed the Python kernel"
-    if "raises" in expect:
-        if ran.get("status") == "error" and ran.get("ename") == expect["raises"]:
-            return None
-        return f"should raise {expect['raises']}" + (f", but raised {ran.get('ename')}" if ran.get("status") == "error" else "")
-    if ran.get("status") == "error":
-        message = f"raised {ran.get('ename')}"
-        if visible and ran.get("evalue"):
-            message += f": {str(ran['evalue'])[:300]}"
-        return message
-    meta_path = work / "out" / f"{key}.json"
-    try:
-        meta = json.loads(meta_path.read_text()[:10_000])
-    except Exception:  # noqa: BLE001
-        return "returned nothing the grader could read"
-    if meta.get("tuple") != expect["tuple"] or meta.get("parts") != expect["parts"]:
-        wanted = f"a tuple of {expect['parts']}" if expect["tuple"] else "one array"
-        return f"should return {wanted}"
-    for index, shape in enumerate(expect["shapes"]):
-        got = _load_array(work / "out" / f"{key}_{index}.npy")
-        if got is None:
-            return "returned something that is not an array of numbers"
-        if got.dtype == object or not (np.issubdtype(got.dtype, np.number) or got.dtype == bool):
-            return f"returned an array of {got.dtype}, not numbers"
-        if list(got.shape) != list(shape):
-            return f"returned shape {tuple(got.shape)}, expected {tuple(shape)}"
-        expected = np.load(oracle_dir / "expected" / f"{key}_{index}.npy", allow_pickle=False)
-        error = rel_error(got, expected)
-        if not error <= tol:
-            where = f" (output {index})" if expect["parts"] > 1 else ""
-            return f"relative error {error:.3g}{where}, tolerance {tol:g}"
-    return None
-
-
 def grade_notebook(spec: dict) -> dict:
     """Grade one submitted notebook. ``spec`` holds plain paths and settings (picklable)."""
     name = spec["notebook"]
@@ -253,7 +192,8 @@ def grade_notebook(spec: dict) -> dict:
     settings = Settings(**spec["settings"])
     result = {"notebook": name, "status": "graded", "reasons": [], "notes": [], "flags": [], "forbidden": {},
               "cells": {}, "score": 0.0, "max_score": 0.0, "executed": None}
-    test_cells = {g: c for g, c in oracle["cells"].items()}
+    recorded = oracle["cells"]
+    test_cells = {g: c for g, c in recorded.items() if c["test"]}
     result["max_score"] = sum(c["points"] for c in test_cells.values())
     try:
         submission = read_submission(submitted)
@@ -273,34 +213,27 @@ def grade_notebook(spec: dict) -> dict:
     notebook = fixed.notebook
     result["notes"] = fixed.notes
 
-    # what the code says about itself (never executed here)
-    code_sources = [c.source for c in notebook.cells
-                    if c.cell_type == "code" and not nbgrader_meta(c).get("grade")]
-    report = analyse(code_sources)
+    # what the code says about itself (never executed here): the student's answer cells, read with
+    # the locked cells' imports and helpers in view, judged on their own
+    report, result["forbidden"] = judge_code(notebook, test_cells)
     result["flags"] = report.tampering
-    enforce_forbidden = any(c.get("forbid") for c in test_cells.values())
-    result["forbidden"] = report.forbidden if enforce_forbidden else {}
 
-    # the job for the sandbox: cells in order, with grader calls at each test cell
-    source_tests = {nbgrader_meta(c).get("grade_id"): c.source for c in source_nb.cells if nbgrader_meta(c).get("grade")}
+    # the job for the sandbox: the student's and locked cells in order; at each test cell, no test
+    # code, only the recorded calls of the student's functions on the grader's inputs
     job_cells = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
         grade_id = nbgrader_meta(cell).get("grade_id")
-        entry = {"index": index, "source": cell.source, "test": grade_id in test_cells, "calls": []}
-        if grade_id in test_cells:
-            info = test_cells[grade_id]
-            if info["trusted"]:
-                for call in info["calls"]:
-                    files = {}
-                    for path in (oracle_dir / "in").glob(f"{call['key']}_*.npy"):
-                        files[path.name] = base64.b64encode(path.read_bytes()).decode()
-                    forbid = list(sandbox_forbidden()) if info.get("forbid") else []
-                    entry["calls"].append({"key": call["key"], "name": call["name"], "args": call["args"],
-                                           "kwargs": call["kwargs"], "files": files, "forbid": forbid})
-            else:  # no recordable call: run the instructor's test cell itself (hidden lines included)
-                entry["source"] = source_tests.get(grade_id, cell.source)
+        info = recorded.get(grade_id)
+        entry = {"index": index, "source": None if grade_id in test_cells else cell.source, "calls": []}
+        for call in (info or {}).get("calls", []):
+            files = {}
+            for path in (oracle_dir / "in").glob(f"{call['key']}_*.npy"):
+                files[path.name] = base64.b64encode(path.read_bytes()).decode()
+            forbid = list(info.get("forbid") or [])
+            entry["calls"].append({**{k: call.get(k) for k in ("key", "name", "target", "args", "kwargs", "mode")},
+                                   "files": files, "forbid": forbid})
         job_cells.append(entry)
     job = {"cells": job_cells, "cell_timeout": settings.cell_timeout, "call_timeout": settings.call_timeout}
 
@@ -312,8 +245,9 @@ def grade_notebook(spec: dict) -> dict:
             target = work / extra["relative"]
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(extra["path"], target)
-        nbformat.write(_strip_for_sandbox(notebook), str(work / name))
+        nbformat.write(notebook, str(work / name))
         atomic_write(work / "job.json", json.dumps(job))
+        _REPLAY.warm()  # a trusted replay worker loads its imports while the sandbox runs
         outcome = sandbox.run(work, [sys.executable, "-I", "-m", "cnnbook.grading.runner", sandbox.INSIDE],
                               settings.limits(), hide=[Path(p) for p in spec["hide"]])
         entries = _read_progress(work / "progress.jsonl")
@@ -347,39 +281,34 @@ def grade_notebook(spec: dict) -> dict:
         if not finished and not reasons:
             reasons.append("kernel died")
 
-        # score each test cell in this trusted process
+        # every verdict in this trusted process: the instructor's checks on the values the sandbox wrote
+        visible = {g for g in test_cells if released_cell_source(released, g).strip()}
+        results_dir = work / "out"
+        if results_dir.is_symlink() or not results_dir.is_dir():  # the sandbox made it something else
+            results_dir = scratch / "empty"
+            results_dir.mkdir(exist_ok=True)
+        verdicts = replay_checks(spec["source"], oracle_dir, results_dir, calls, visible,
+                                 timeout=settings.replay_timeout)
         for index, cell in enumerate(notebook.cells):
             grade_id = nbgrader_meta(cell).get("grade_id")
             if grade_id not in test_cells:
                 continue
             info = test_cells[grade_id]
-            visible = bool(released_cell_source(released, grade_id).strip())
             problems = []
-            if info["trusted"]:
-                names = sorted({c["name"] for c in info["calls"]})
-                for function in names:
-                    if function in result["forbidden"]:
-                        problems.append(f"{function} uses {', '.join(result['forbidden'][function])}, "
-                                        "which this exercise asks you to write yourself")
-                if not problems:
-                    for number, call in enumerate(info["calls"], 1):
-                        why = _judge_call(call, oracle_dir, work, calls, visible, info["tol"])
-                        if why:
-                            files = {p.name: np.load(p, allow_pickle=False) for p in (oracle_dir / "in").glob(f"{call['key']}_*.npy")}
-                            arguments = ", ".join(_shape_text(files, a) for a in call["args"])
-                            label = "" if visible else f" (hidden check {number} of {len(info['calls'])})"
-                            problems.append(f"{call['name']}({arguments}){label}: {why}")
-                            break
-            else:
-                ran = cells_run.get(index)
-                if ran is None:
-                    problems.append("did not run (the notebook stopped earlier)")
-                elif ran.get("status") != "ok":
-                    problems.append(f"{ran.get('ename') or ran.get('status')}: {str(ran.get('evalue') or '')[:300]}"
-                                    if visible else f"failed ({ran.get('ename') or ran.get('status')})")
+            if not info.get("gradable", True):
+                problems.append(f"graded by hand ({info.get('why', 'the grader cannot replay this check')})")
+            for function in sorted({c["name"] for c in info["calls"] if c.get("name")}):
+                if function in result["forbidden"]:  # every check of that function scores 0
+                    problems.append(f"{function} uses {', '.join(result['forbidden'][function])}, "
+                                    "which this exercise asks you to write yourself")
+            verdict = verdicts.get(grade_id, {"passed": False, "message": "not checked"})
+            if not problems and not verdict["passed"]:
+                problems.append(verdict["message"])
             passed = not problems
             result["cells"][grade_id] = {"points": info["points"] if passed else 0.0, "max": info["points"],
                                          "passed": passed, "message": "passed" if passed else problems[0]}
+            if not info.get("gradable", True):
+                result["manual"] = True
         result["score"] = sum(c["points"] for c in result["cells"].values())
         if result["flags"]:
             result["status"] = "flagged"
@@ -392,10 +321,99 @@ def grade_notebook(spec: dict) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def sandbox_forbidden():
-    from .static import FORBIDDEN
+def judge_code(notebook, test_cells: dict):
+    """The static analysis of a normalised notebook: (report, {function: forbidden names it uses}).
 
-    return FORBIDDEN
+    Only the answer cells (and cells the student added) are judged, with the locked cells' imports and
+    helpers in view. A function is reported when it uses a name that a check calling it forbids (the
+    names that check passed to ``forbid_calls``, recorded with the oracle).
+    """
+    cells_for_analysis = [(c.source, _is_answer(c)) for c in notebook.cells if c.cell_type == "code"
+                          and not nbgrader_meta(c).get("grade")]
+    cell_forbid = {g: c.get("forbid") or [] for g, c in test_cells.items()}
+    report = analyse(cells_for_analysis, forbidden=set(FORBIDDEN).union(*cell_forbid.values()))
+    # a function breaks the rules when it uses a name that a check calling it forbids (its forbid_calls)
+    breaches: dict[str, dict[str, list[str]]] = {}  # grade_id -> function -> names
+    for grade_id, info in test_cells.items():
+        for function in sorted({c["name"] for c in info["calls"] if c.get("name")}):
+            hits = [u for u in report.forbidden.get(function, []) if matches(u, cell_forbid[grade_id])]
+            if hits:
+                breaches.setdefault(grade_id, {})[function] = hits
+    forbidden: dict[str, set[str]] = {}
+    for per_function in breaches.values():
+        for function, hits in per_function.items():
+            forbidden.setdefault(function, set()).update(hits)
+    return report, {f: sorted(v) for f, v in forbidden.items()}
+
+
+def _is_answer(cell) -> bool:
+    """A cell the student wrote: an answer cell, or one they added (no grading metadata)."""
+    meta = nbgrader_meta(cell)
+    return bool(meta.get("solution")) or not meta.get("grade_id")
+
+
+class _ReplayWorkers:
+    """Trusted replay workers (``python -m cnnbook.grading.replay --serve``), started on demand and reused.
+
+    They only ever run the instructor's notebook and read plain data written by a sandbox; no student
+    code runs in them, so one worker serves many students (torch is imported once per worker).
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.idle: list[subprocess.Popen] = []
+        self.alive = 0
+
+    def warm(self) -> None:
+        """Start a worker ahead of need (it loads its imports while a sandbox runs), up to one per core."""
+        with self.lock:
+            if self.alive < (os.cpu_count() or 1):
+                self.idle.append(self._start())
+                self.alive += 1
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "cnnbook.grading.replay", "--serve"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"})
+
+    def run(self, request: dict, timeout: float) -> dict:
+        with self.lock:
+            worker = self.idle.pop() if self.idle else None
+        if worker is None or worker.poll() is not None:
+            with self.lock:
+                if worker is None:
+                    self.alive += 1
+            worker = self._start()
+        answer: list = []
+        reader = threading.Thread(target=lambda: answer.append(worker.stdout.readline()), daemon=True)
+        try:
+            worker.stdin.write(json.dumps(request) + "\n")
+            worker.stdin.flush()
+            reader.start()
+            reader.join(timeout)
+        except OSError:
+            pass
+        if not answer or not answer[0]:
+            worker.kill()
+            worker.wait()
+            with self.lock:
+                self.alive -= 1
+            raise RuntimeError("the replay of the checks did not answer (it died or ran past its time limit)")
+        with self.lock:
+            self.idle.append(worker)
+        reply = json.loads(answer[0])
+        if "error" in reply:
+            raise RuntimeError(f"the replay of the checks failed:\n{reply['error']}")
+        return reply["verdicts"]
+
+
+_REPLAY = _ReplayWorkers()
+
+
+def replay_checks(source, oracle_dir: Path, results_dir: Path, statuses: dict, visible: set, timeout: float) -> dict:
+    """The verdicts, computed by :func:`cnnbook.grading.replay.replay` in a trusted worker process."""
+    return _REPLAY.run({"source": str(source), "oracle": str(oracle_dir), "results": str(results_dir),
+                        "statuses": statuses, "visible": sorted(visible)}, timeout)
 
 
 def released_cell_source(released, grade_id) -> str:
@@ -403,11 +421,6 @@ def released_cell_source(released, grade_id) -> str:
         if nbgrader_meta(cell).get("grade_id") == grade_id:
             return cell.source
     return ""
-
-
-def _strip_for_sandbox(notebook):
-    """The notebook file the student's code can see: the released test cells, no hidden tests."""
-    return notebook
 
 
 def _executed_notebook(notebook, cells_run: dict, result: dict, released) -> dict:
@@ -528,12 +541,8 @@ def register_assignment(course: Course, assignment: str, release_to: Path) -> Pa
 
 @contextlib.contextmanager
 def gradebook(course: Course):
-    import warnings
-
     from nbgrader.api import Gradebook
 
-    warnings.filterwarnings("ignore", message=".*not in session.*")  # nbgrader's add_submission, harmless
-    os.environ["PATH"] = nbgrader_env()["PATH"]  # nbgrader runs `alembic` from PATH
     with Gradebook(course.db_url, course.course_id) as gb:
         yield gb
 
@@ -567,7 +576,11 @@ def gradebook_write(gb, result: dict) -> None:
     try:
         submission = gb.find_submission(assignment, student)
     except MissingEntry:
-        submission = gb.add_submission(assignment, student)
+        import warnings
+
+        with warnings.catch_warnings():  # nbgrader's add_submission warns "not in session", harmlessly
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            submission = gb.add_submission(assignment, student)
     if result.get("timestamp"):
         submission.timestamp = dt.datetime.fromisoformat(result["timestamp"]).astimezone(dt.timezone.utc).replace(tzinfo=None)
     review = result["status"] in ("flagged", "unreadable", "failed")
@@ -858,14 +871,9 @@ def export(course: Course, assignment: str, output: Path) -> list[dict]:
             "needs_human": "yes" if status not in ("graded", "partial") else "no",
             "manual_grading_pending": "yes" if manual else "no",
         })
-    output = Path(output)
-    buffer = [",".join(rows[0].keys())] if rows else ["student,assignment,status"]
-    import io
-
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0].keys()) if rows else ["student"])
     writer.writeheader()
     writer.writerows(rows)
-    del buffer
-    atomic_write(output, text.getvalue())
+    atomic_write(Path(output), text.getvalue())
     return rows

@@ -3,15 +3,16 @@
 ``python -m cnnbook.grading.runner WORKDIR`` reads ``WORKDIR/job.json`` (the
 normalised notebook's cells and, per test cell, the grader-chosen calls),
 deletes the job's input files before any student code runs, starts a kernel,
-executes the cells in order with a time limit per cell, and at each test cell
-calls the student's functions on the grader's inputs. It writes only plain
-data into WORKDIR:
+executes the student's cells in order with a time limit per cell, and at each
+test cell (whose code never enters the sandbox) makes the recorded calls of the
+student's functions on the grader's inputs. It writes only plain data into WORKDIR:
 
 - ``progress.jsonl``: one JSON line per executed cell or call (outputs capped);
-- ``out/<call>.npy`` (written by the kernel, ``allow_pickle=False``).
+- ``out/<call>.json`` and ``out/<call>_<n>.npy`` (written by the kernel through
+  :mod:`cnnbook.grading.harness`, ``allow_pickle=False``): the values returned.
 
 Nothing here decides a score: the trusted parent reads these files, treats
-them as untrusted, and compares the arrays with its own oracle values. This
+them as untrusted, and runs the instructor's checks on them (:mod:`replay`). This
 module imports only the standard library and jupyter_client, so that the code
 students can reach is as small as possible.
 """
@@ -42,43 +43,10 @@ __cnnbook_prelude__()
 del __cnnbook_prelude__
 '''
 
-# Defined in the student's kernel: anything the student does to it only hurts
-# their own result (a missing or wrong out/<k>.npy scores 0).
-HARNESS = r'''
-def __cnnbook_call__(key, name, args, kwargs, forbid, task):
-    import contextlib, json, random
-    import numpy as _np
-    def load(spec):
-        kind = spec[0]
-        if kind == "npy":
-            return _np.load("in/" + spec[1], allow_pickle=False)
-        if kind == "tuple":
-            return tuple(load(s) for s in spec[1])
-        if kind == "list":
-            return [load(s) for s in spec[1]]
-        return spec[1]
-    a = [load(s) for s in args]
-    k = {n: load(s) for n, s in kwargs.items()}
-    random.seed(0)
-    _np.random.seed(0)
-    guard = contextlib.nullcontext()
-    import sys as _sys
-    forbid = [n for n in forbid if n in _sys.modules or (n.rpartition(".")[0] in _sys.modules and callable(
-        getattr(_sys.modules[n.rpartition(".")[0]], n.rpartition(".")[2], None)))]  # never import torch just to trap it
-    if forbid:
-        from cnnbook.grading.checks import forbid_calls
-        guard = forbid_calls(forbid, task=task)
-    function = globals()[name]
-    with guard:
-        result = function(*a, **k)
-    parts = list(result) if isinstance(result, tuple) else [result]
-    for index, part in enumerate(parts):
-        if hasattr(part, "detach") and hasattr(part, "cpu"):
-            part = part.detach().cpu().numpy()
-        _np.save(f"out/{key}_{index}.npy", _np.asarray(part), allow_pickle=False)
-    with open(f"out/{key}.json", "w") as f:
-        json.dump({"parts": len(parts), "tuple": isinstance(result, tuple)}, f)
-'''
+# At a check, the kernel runs the recorded call through cnnbook.grading.harness (imported in the
+# student's kernel: anything the student does to it only loses them that check).
+CALL = ("__import__('cnnbook.grading.harness', fromlist=['call']).call(__import__('json').loads({request!r}), "
+        "globals(), {forbid!r}, {task!r})")
 
 
 def _cap(text: str, budget: list[int]) -> str:
@@ -120,7 +88,7 @@ class Runner:
         self.kc.start_channels()
         self.kc.allow_stdin = False
         self.kc.wait_for_ready(timeout=120)
-        self.execute(PRELUDE + HARNESS, 120, keep=False)
+        self.execute(PRELUDE, 120, keep=False)
 
     def exit_code(self):
         try:
@@ -214,17 +182,16 @@ class Runner:
         self.record({"type": "started"})
         for cell in self.job["cells"]:
             index = cell["index"]
-            source = cell.get("source", "")
-            if source.strip():
+            source = cell.get("source") or ""
+            if source.strip():  # test cells come without source: their checks run outside the sandbox
                 outcome = self.execute(source, self.cell_timeout)
                 self.record({"type": "cell", "index": index, **outcome})
-                if outcome["status"] in ("ok", "error") and not cell.get("test"):
+                if outcome["status"] in ("ok", "error"):
                     self.replay.append(source)
             for call in cell.get("calls", []):
-                args = json.dumps(call["args"])
-                kwargs = json.dumps(call["kwargs"])
-                code = (f"__cnnbook_call__({call['key']!r}, {call['name']!r}, __import__('json').loads({args!r}), "
-                        f"__import__('json').loads({kwargs!r}), {call.get('forbid') or []!r}, {call['name']!r})")
+                request = {k: call.get(k) for k in ("key", "name", "target", "args", "kwargs", "mode")}
+                code = CALL.format(request=json.dumps(request), forbid=call.get("forbid") or [],
+                                   task=call.get("name") or "this task")
                 self.materialise(call)
                 outcome = self.execute(code, self.call_timeout)
                 outcome.pop("outputs", None)

@@ -8,11 +8,20 @@ Two questions, answered from the syntax tree of the cells the student wrote:
   (``import numpy as np``, ``from torch.nn import functional as F``,
   ``from scipy.signal import correlate2d as c``). This cannot be patched away
   at run time, unlike :func:`cnnbook.grading.checks.forbid_calls`.
-- ``tampering``: code that reaches into the grader, the kernel or the
-  interpreter (IPython hooks and transformers, ``showtraceback``,
-  ``sys.excepthook``, builtins, assignments to attributes of imported
-  modules, dynamic imports, ``exec``/``eval``, dunder attributes such as
-  ``__dict__``/``__globals__``). Such a submission is flagged for review.
+- ``tampering``: code that reaches into the grader, IPython, the interpreter,
+  builtins or an imported module (IPython hooks and transformers,
+  ``showtraceback``, ``sys.excepthook``, ``import builtins``, assignments to or
+  ``setattr`` on attributes of imported modules, ``sys.modules`` beyond the
+  notebook's own module, dunder attributes of imported objects, dynamic imports,
+  ``exec``/``eval``). Such a submission is flagged for review. What a student
+  does to their own functions, classes and namespace (wrappers that look
+  themselves up in ``globals()``, ``setattr`` on their own functions, their
+  own classes' ``__dict__``, ``sys.modules.get(__name__)``) is not tampering.
+
+Only the student's answer cells (and cells they added) are judged; the locked
+cells of the release are read for their imports and helper functions, so
+that a student's function calling a locked helper that uses a forbidden
+implementation is still caught, but the helper itself is never reported.
 """
 
 from __future__ import annotations
@@ -30,14 +39,12 @@ FORBIDDEN = tuple(DEFAULT_FORBIDDEN) + ("cnnbook.reference", "cnnbook.ops", "tor
 MAGIC_METHODS = {"run_line_magic", "run_cell_magic", "system", "getoutput"}
 SUSPICIOUS_NAMES = {
     "exec": "calls exec()", "eval": "calls eval()", "compile": "calls compile()",
-    "__import__": "imports dynamically with __import__", "globals": "reads globals()",
-    "__builtins__": "touches __builtins__", "setattr": "calls setattr()", "delattr": "calls delattr()",
+    "__import__": "imports dynamically with __import__", "__builtins__": "touches __builtins__",
     "breakpoint": "calls breakpoint()",
 }
 SUSPICIOUS_MODULES = {
     "IPython": "imports IPython", "builtins": "imports builtins", "importlib": "imports importlib",
-    "ctypes": "imports ctypes", "inspect": "imports inspect", "gc": "imports gc", "signal": "imports signal",
-    "traceback": "imports traceback", "nbgrader": "imports nbgrader", "nbclient": "imports nbclient",
+    "ctypes": "imports ctypes", "gc": "imports gc", "signal": "imports signal", "nbgrader": "imports nbgrader", "nbclient": "imports nbclient",
     "jupyter_client": "imports jupyter_client", "ipykernel": "imports ipykernel", "pickle": None,
 }
 SUSPICIOUS_ATTRIBUTES = {
@@ -45,17 +52,20 @@ SUSPICIOUS_ATTRIBUTES = {
     "input_transformers_cleanup": "installs an IPython input transformer",
     "input_transformer_manager": "touches IPython's input transformers",
     "ast_transformers": "installs an IPython AST transformer",
-    "events": "registers IPython event hooks",
     "showtraceback": "replaces IPython's traceback display",
     "_showtraceback": "replaces IPython's traceback display",
     "excepthook": "replaces sys.excepthook",
     "set_custom_exc": "installs a custom exception handler",
     "settrace": "installs a trace function", "setprofile": "installs a profile function",
-    "modules": None, "_getframe": "inspects interpreter frames", "f_globals": "inspects interpreter frames",
+    "_getframe": "inspects interpreter frames", "f_globals": "inspects interpreter frames",
     "f_back": "inspects interpreter frames", "register_magic_function": "defines magics",
 }
-ALLOWED_DUNDERS = {"__init__", "__name__", "__doc__", "__len__", "__call__", "__getitem__", "__repr__", "__str__",
-                   "__iter__", "__next__", "__enter__", "__exit__", "__shape__", "__array__", "__qualname__"}
+# Attributes flagged only on something from outside the student's code (an imported module or
+# object, builtins, IPython): on their own objects they are ordinary.
+OUTSIDE_ATTRIBUTES = {"events": "registers IPython event hooks"}
+# Dunder attributes flagged on anything: they reach every object of the interpreter.
+ALWAYS_DUNDERS = {"__builtins__", "__subclasses__"}
+OWN_MODULE = {"__main__"}
 
 
 @dataclass
@@ -89,29 +99,63 @@ def _dotted(node, aliases: dict[str, str]) -> str | None:
     return None
 
 
-def _is_forbidden(dotted: str) -> str | None:
-    for name in FORBIDDEN:
+#: The library's own implementations: forbidden in every check that forbids anything.
+LIBRARY = ("cnnbook.reference", "cnnbook.ops")
+
+
+def matches(dotted: str, names) -> str | None:
+    """The name in ``names`` that ``dotted`` is, or lies inside (``numpy.correlate``, ``cnnbook.reference.x``)."""
+    for name in names:
         if dotted == name or dotted.startswith(name + "."):
             return name
     return None
 
 
+def _root(node):
+    """The name an expression starts from (``a`` in ``a.b[0].c()``), or the call ``get_ipython()``."""
+    while True:
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id == "get_ipython":
+                return "get_ipython"
+            node = node.func
+        elif isinstance(node, ast.Name):
+            return node.id
+        else:
+            return None
+
+
+def _own_module_key(node) -> bool:
+    """``__name__`` or ``"__main__"``: the notebook's own module."""
+    return (isinstance(node, ast.Name) and node.id == "__name__") or (
+        isinstance(node, ast.Constant) and node.value in OWN_MODULE)
+
+
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, aliases, report: Report):
+    def __init__(self, aliases, report: Report, judged: bool = True, forbidden=FORBIDDEN):
+        self.forbidden = tuple(forbidden)
         self.aliases = aliases
         self.report = report
+        self.judged = judged  # an answer cell: its tampering is reported
         self.used: set[str] = set()  # forbidden dotted names used in the current scope
         self.names: set[str] = set()  # bare names referenced (calls to other student functions)
 
     def flag(self, why: str, node) -> None:
-        line = getattr(node, "lineno", "?")
-        self.report.tampering.append(f"{why} (line {line})")
+        if self.judged:
+            line = getattr(node, "lineno", "?")
+            self.report.tampering.append(f"{why} (line {line})")
+
+    def outside(self, node) -> bool:
+        """Whether an expression starts from something the student did not write."""
+        root = _root(node)
+        return root is not None and (root in self.aliases or root in {"get_ipython", "builtins", "__builtins__"})
 
     def visit_Import(self, node):
         for alias in node.names:
             self.aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
             self._module(alias.name, node)
-            hit = _is_forbidden(alias.name)
+            hit = matches(alias.name, self.forbidden)
             if hit:
                 self.used.add(alias.name)
 
@@ -121,7 +165,7 @@ class _Visitor(ast.NodeVisitor):
         for alias in node.names:
             full = f"{module}.{alias.name}"
             self.aliases[alias.asname or alias.name] = full
-            if _is_forbidden(full):
+            if matches(full, self.forbidden):
                 self.used.add(full)
 
     def _module(self, module: str, node):
@@ -137,20 +181,27 @@ class _Visitor(ast.NodeVisitor):
         if node.id == "get_ipython":
             self.flag("uses get_ipython()", node)
         dotted = self.aliases.get(node.id)
-        if dotted and _is_forbidden(dotted):
+        if dotted and matches(dotted, self.forbidden):
             self.used.add(dotted)
+
+    def visit_Constant(self, node):
+        if node.value == "__builtins__":
+            self.flag("touches __builtins__", node)
 
     def visit_Attribute(self, node):
         dotted = _dotted(node, self.aliases)
-        if dotted and _is_forbidden(dotted):
+        if dotted and matches(dotted, self.forbidden):
             self.used.add(dotted)
         why = SUSPICIOUS_ATTRIBUTES.get(node.attr)
         if why:
             self.flag(why, node)
-        if dotted in ("sys.modules",):
-            self.flag("touches sys.modules", node)
-        if node.attr.startswith("__") and node.attr.endswith("__") and node.attr not in ALLOWED_DUNDERS:
-            self.flag(f"uses the special attribute {node.attr}", node)
+        if node.attr in OUTSIDE_ATTRIBUTES and self.outside(node.value):
+            self.flag(OUTSIDE_ATTRIBUTES[node.attr], node)
+        if dotted == "sys.modules" and not self._own_module_lookup(node):
+            self.flag("touches sys.modules beyond its own module", node)
+        if node.attr.startswith("__") and node.attr.endswith("__") and (
+                node.attr in ALWAYS_DUNDERS or self.outside(node.value)):
+            self.flag(f"uses the special attribute {node.attr} of {dotted or 'an imported object'}", node)
         # an assignment to an attribute of an imported module: np.testing.assert_allclose = ...
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             root = node
@@ -160,6 +211,16 @@ class _Visitor(ast.NodeVisitor):
                 self.flag(f"replaces {dotted or node.attr}, which belongs to an imported module", node)
         self.generic_visit(node)
 
+    def _own_module_lookup(self, node) -> bool:
+        """``sys.modules[__name__]``, ``sys.modules.get("__main__")``: reading its own module."""
+        parent = getattr(node, "_cnnbook_parent", None)
+        if isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Load):
+            return _own_module_key(parent.slice)
+        if isinstance(parent, ast.Attribute) and parent.attr == "get":
+            call = getattr(parent, "_cnnbook_parent", None)
+            return isinstance(call, ast.Call) and call.func is parent and bool(call.args) and _own_module_key(call.args[0])
+        return False
+
     def visit_Call(self, node):
         # get_ipython().run_line_magic(...) is what IPython makes of `%magic`: allowed.
         func = node.func
@@ -168,35 +229,52 @@ class _Visitor(ast.NodeVisitor):
             for arg in node.args:
                 self.visit(arg)
             return
-        # getattr(np, "corr" + "elate"): a name the syntax tree cannot see
-        if (isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2
-                and not (isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str))):
-            self.flag("looks up an attribute by a computed name (getattr)", node)
+        if isinstance(func, ast.Name) and node.args:
+            # setattr(np, "load", ...), getattr(np, "corr" + "elate"): only on what the student did not write
+            if func.id in ("setattr", "delattr") and self.outside(node.args[0]):
+                self.flag(f"calls {func.id}() on {_dotted(node.args[0], self.aliases) or 'an imported object'}", node)
+            if (func.id == "getattr" and len(node.args) >= 2 and self.outside(node.args[0])
+                    and not (isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str))):
+                self.flag("looks up an attribute of an imported module by a computed name (getattr)", node)
         self.generic_visit(node)
 
 
-def analyse(sources: list[str]) -> Report:
-    """Analyse the cells a student wrote, in notebook order."""
+def analyse(cells, forbidden=FORBIDDEN) -> Report:
+    """Analyse code cells in notebook order: ``(source, judged)`` pairs, or plain sources (all judged).
+
+    ``forbidden``: the dotted names (modules or functions) whose use is reported per function.
+
+    Cells with ``judged`` false (the release's locked cells) contribute imports and helper functions
+    but are never reported themselves.
+    """
     report = Report()
     aliases: dict[str, str] = {}
     functions: dict[str, tuple[set[str], set[str]]] = {}  # name -> (forbidden used, names referenced)
+    answers: set[str] = set()  # functions defined in judged cells
     module_level_forbidden: set[str] = set()
-    for number, source in enumerate(sources):
+    for number, cell in enumerate(cells):
+        source, judged = (cell, True) if isinstance(cell, str) else cell
         tree = _parse(source)
         if tree is None:
-            report.syntax_errors.append(f"cell {number}")
+            if judged:
+                report.syntax_errors.append(f"cell {number}")
             continue
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                child._cnnbook_parent = node
         for node in tree.body:
-            visitor = _Visitor(aliases, report)
+            visitor = _Visitor(aliases, report, judged, forbidden)
             visitor.visit(node)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 functions[node.name] = (set(visitor.used), set(visitor.names))
+                (answers.add if judged else answers.discard)(node.name)
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and visitor.used:
                 # conv = np.correlate; helper = F.conv2d
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for target in targets:
                     if isinstance(target, ast.Name):
                         functions[target.id] = (set(visitor.used), set())
+                        (answers.add if judged else answers.discard)(target.id)
                 module_level_forbidden |= visitor.used
             elif not isinstance(node, (ast.Import, ast.ImportFrom)):
                 module_level_forbidden |= visitor.used
@@ -210,7 +288,7 @@ def analyse(sources: list[str]) -> Report:
                 if other != name and not tainted[other] <= tainted.get(name, set()):
                     tainted.setdefault(name, set()).update(tainted[other])
                     changed = True
-    report.forbidden = {name: sorted(used) for name, used in tainted.items()}
+    report.forbidden = {name: sorted(used) for name, used in tainted.items() if name in answers}
     # keep each reason once, in order
     report.tampering = list(dict.fromkeys(report.tampering))
     return report
