@@ -282,7 +282,9 @@ def grade_notebook(spec: dict) -> dict:
             reasons.append("kernel died")
 
         # every verdict in this trusted process: the instructor's checks on the values the sandbox wrote
-        visible = {g for g in test_cells if released_cell_source(released, g).strip()}
+        # A check is visible when its released cell holds code; a hidden-only cell holds at most a comment
+        # ("# Hidden tests: ... run here when the notebook is graded").
+        visible = {g for g in test_cells if _has_code(released_cell_source(released, g))}
         results_dir = work / "out"
         if results_dir.is_symlink() or not results_dir.is_dir():  # the sandbox made it something else
             results_dir = scratch / "empty"
@@ -410,6 +412,11 @@ class _ReplayWorkers:
 _REPLAY = _ReplayWorkers()
 
 
+def _has_code(source: str) -> bool:
+    """Whether ``source`` holds anything but blank lines and comments."""
+    return any(line.strip() and not line.strip().startswith("#") for line in source.splitlines())
+
+
 def replay_checks(source, oracle_dir: Path, results_dir: Path, statuses: dict, visible: set, timeout: float) -> dict:
     """The verdicts, computed by :func:`cnnbook.grading.replay.replay` in a trusted worker process."""
     return _REPLAY.run({"source": str(source), "oracle": str(oracle_dir), "results": str(results_dir),
@@ -444,7 +451,7 @@ def _executed_notebook(notebook, cells_run: dict, result: dict, released) -> dic
         cell.source = released_cell_source(released, grade_id) if grade_id in result["cells"] else cell.source
         if grade_id in result["cells"]:
             verdict = result["cells"][grade_id]
-            if not released_cell_source(released, grade_id).strip():
+            if not _has_code(released_cell_source(released, grade_id)):
                 outputs = []  # hidden checks show only the grader's verdict
             if verdict["passed"]:
                 outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"[grader] {grade_id}: passed\n"))
