@@ -46,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--image-size", type=int, default=28, help="resize the 28 x 28 images (area averaging)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (momentum 0.9, weight decay 1e-4)")
     parser.add_argument("--window", type=int, default=10, help="steps averaged into one point of the training curve")
@@ -54,12 +55,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_data(train_size: int, test_size: int):
-    """Standardized Fashion-MNIST arrays: a stratified, seeded training subset and the first test images."""
+def load_data(train_size: int, test_size: int, image_size: int = 28):
+    """Standardized Fashion-MNIST arrays: a stratified, seeded training subset and the first test images.
+
+    image_size: side of the returned images; other than 28, each image is resized by area averaging
+    (14 averages every 2 x 2 block), which makes every step about half as expensive on a CPU.
+    """
     images, labels = load_fashion_mnist("train")
     if train_size < len(labels):
         _, _, images, labels = train_test_split(images, labels, test_fraction=train_size / len(labels), seed=0)
     test_images, test_labels = load_fashion_mnist("test", limit=test_size)
+    if image_size != 28:
+        resize = lambda x: F.interpolate(torch.from_numpy(x), size=(image_size, image_size), mode="area").numpy()  # noqa: E731
+        images, test_images = resize(images), resize(test_images)
     mean, std = float(images.mean()), float(images.std())
     standardize = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
     return standardize(images), labels, standardize(test_images), test_labels
@@ -128,8 +136,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = default_device()
-    data = load_data(args.train_size, args.test_size)
-    print(f"device {device}, {len(data[1])} training and {len(data[3])} test images, "
+    data = load_data(args.train_size, args.test_size, args.image_size)
+    print(f"device {device}, {len(data[1])} training and {len(data[3])} test images of {data[0].shape[-1]} pixels, "
           f"{len(args.models)} models x {len(args.seeds)} seeds x {args.epochs} epochs", flush=True)
     runs, start = [], time.perf_counter()
     for seed in args.seeds:
