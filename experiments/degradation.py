@@ -5,11 +5,15 @@ Trains ``plain20``, ``resnet20``, ``plain56`` and ``resnet56`` from :mod:`cnnboo
 logs the training error (averaged over windows of steps, and per epoch) and the
 test error after every epoch. The chapter plots the logged curves.
 
-The logged run in ``book/data/degradation.json`` was made with exactly this command
-(one CPU thread, about 20 minutes on a shared 2-core machine)::
+The logged run in ``book/data/degradation.json`` was made with exactly this command, on one CPU
+thread of a 2-core machine shared with other jobs (load average about 9; RUNTIME-NOTE)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/degradation.py \\
-        --train-size 2000 --test-size 1000 --epochs 6 --seeds 0 1 2 --out book/data/degradation.json
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/degradation.py --image-size 14 --train-size 3200 \\
+        --test-size 1000 --epochs 2 --batch-size 32 --lr 0.05 --seeds 0 1 --window 10 \\
+        --out book/data/degradation.json
+
+that is: 3,200 training images (a stratified subset, 320 per class) averaged down to 14 x 14
+pixels, 2 epochs of 100 steps, two seeds, and the first 1,000 test images.
 
 The defaults (``--train-size 60000 --epochs 30``) are the full experiment for a
 GPU; ``default_device()`` picks CUDA when there is one. Every run is seeded
