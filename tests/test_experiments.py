@@ -1,0 +1,41 @@
+"""The experiment scripts behind the chapters' logged curves: they run, and the committed logs are complete."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_degradation_script_runs_a_tiny_experiment_and_logs_it(tmp_path):
+    degradation = _load("degradation")
+    out = tmp_path / "log.json"
+    degradation.main(["--train-size", "40", "--test-size", "20", "--epochs", "1", "--batch-size", "16",
+                      "--image-size", "14", "--seeds", "0", "--models", "plain20", "resnet20",
+                      "--window", "1", "--out", str(out)])
+    log = json.loads(out.read_text())
+    assert [run["model"] for run in log["runs"]] == ["plain20", "resnet20"]
+    run = log["runs"][0]
+    assert run["steps_per_epoch"] == 3 and len(run["curve_train_error"]) == 3
+    assert len(run["epoch_test_error"]) == 1 and 0.0 <= run["epoch_test_error"][0] <= 1.0
+    assert log["settings"]["image_size"] == 14 and log["train_size"] == 40
+
+
+def test_the_committed_degradation_log_has_every_model_and_several_seeds():
+    log = json.loads((REPO / "book" / "data" / "degradation.json").read_text())
+    seeds = {}
+    for run in log["runs"]:
+        seeds.setdefault(run["model"], set()).add(run["seed"])
+    assert set(seeds) == {"plain20", "resnet20", "plain56", "resnet56"}
+    assert all(len(model_seeds) >= 2 for model_seeds in seeds.values()), seeds
+    assert log["command"].startswith("OMP_NUM_THREADS=1 .venv/bin/python experiments/degradation.py")
