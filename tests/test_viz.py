@@ -73,3 +73,9 @@ def test_embed_gives_offline_html_with_every_frame():
     html = viz.embed(viz.max_pool_backward_animation()).data
     assert html.count("data:image/png;base64") == 4  # one image per window
     assert "http://" not in html and "https://" not in html, "the player must not load anything from the web"
+    assert '<img alt="max pooling' in html, "the frames need alternative text"
+    assert 'alt="a step"' in viz.embed(viz.max_pool_backward_animation(), alt="a step").data
+    animation = viz.max_pool_backward_animation()
+    animation.cnnbook_description = ""
+    with pytest.raises(ValueError, match="alternative text"):
+        viz.embed(animation)

@@ -11,6 +11,7 @@ each) so a page stays light.
 from __future__ import annotations
 
 import re
+from html import escape
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,11 +37,12 @@ _BUTTON_TEXT = {
 }
 
 
-def embed(animation):
+def embed(animation, alt: str | None = None):
     """The animation as an IPython ``HTML`` object: every frame as an image, with play/step controls.
 
     Self-contained: matplotlib's link to a Font Awesome stylesheet on a CDN is
     removed and its icons replaced by plain characters, so the player works offline.
+    alt: the frames' alternative text (default: the description the animation was made with).
 
     Book: "Convolution arithmetic", section "Watching the window move" (``book/convolution_arithmetic.md``).
     """
@@ -49,13 +51,18 @@ def embed(animation):
     html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*"\s*/?>', "", animation.to_jshtml(default_mode="loop"))
     for icon, text in _BUTTON_TEXT.items():
         html = html.replace(f'<i class="{icon}"></i>', text)
+    description = alt if alt is not None else getattr(animation, "cnnbook_description", "")
+    if not description:
+        raise ValueError("viz.embed: give the animation's alternative text (alt=...)")
+    html = html.replace("<img id=", f'<img alt="{escape(description, quote=True)}" id=', 1)
     if "http://" in html or "https://" in html or 'class="fa' in html:
         raise RuntimeError("viz.embed: matplotlib's player changed; it still refers to a web resource")
     return HTML(html)
 
 
-def _animate(fig, draw, frames: int, interval: int) -> FuncAnimation:
+def _animate(fig, draw, frames: int, interval: int, description: str) -> FuncAnimation:
     animation = FuncAnimation(fig, draw, frames=frames, interval=interval, blit=False)
+    animation.cnnbook_description = description  # the alternative text :func:`embed` gives the frames
     plt.close(fig)  # the animation renders it; a notebook must not also show it as a still image
     return animation
 
@@ -139,7 +146,9 @@ def sliding_window_animation(size: int = 5, kernel_size: int = 3, padding: int =
             text.set_text(f"{out.flat[k]:.0f}" if k <= frame else "")
         return []
 
-    return _animate(fig, draw, out_size * out_size, 700)
+    return _animate(fig, draw, out_size * out_size, 700,
+                    f"a {kernel_size}x{kernel_size} window sliding with stride {stride} over a {size}x{size} input "
+                    f"padded by {padding}, filling the {out_size}x{out_size} output one entry per frame")
 
 
 def receptive_field_animation(kernels=(3, 3, 2, 3, 3), strides=(1, 1, 2, 1, 1), size: int = 16):
@@ -172,7 +181,8 @@ def receptive_field_animation(kernels=(3, 3, 2, 3, 3), strides=(1, 1, 2, 1, 1), 
                          f"{field} x {field} pixels")
         return []
 
-    return _animate(fig, draw, len(fields), 1000)
+    return _animate(fig, draw, len(fields), 1000,
+                    "the receptive field of one unit growing layer by layer: " + ", ".join(map(str, fields)) + " pixels")
 
 
 def max_pool_backward_animation(size: int = 4, kernel_size: int = 2, seed: int = 0):
@@ -218,4 +228,6 @@ def max_pool_backward_animation(size: int = 4, kernel_size: int = 2, seed: int =
                     dx_texts[a, b].set_text(f"{dx[a, b]:.0f}")
         return []
 
-    return _animate(fig, draw, out_size * out_size, 900)
+    return _animate(fig, draw, out_size * out_size, 900,
+                    f"max pooling's backward pass on a {size}x{size} input: each window's upstream gradient "
+                    "goes to the position of its maximum")
