@@ -26,12 +26,12 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml grader/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . -e ./grader
 	@touch $@
 
 # Students: JupyterLab on their own copies of the exercises (tools/student_lab.py),
@@ -57,7 +57,7 @@ test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
 exercises: $(STAMP)
-	$(BIN)/python -m cnnbook.grading.release --all
+	$(BIN)/python -m cnnbook_grader.release --all
 
 clean-book:
 	rm -rf _build/html _build/jupyter_execute
@@ -68,7 +68,7 @@ clean:
 # Instructor pipeline (see the README's instructor section). Run from the course folder.
 ASSIGNMENT ?= conv_basics
 GRADE_FLAGS ?=
-GRADING := $(BIN)/python -m cnnbook.grading
+GRADING := $(BIN)/python -m cnnbook_grader
 
 collect: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make collect SUBMISSIONS=folder-or-zip [ASSIGNMENT=...]"; exit 2; }

@@ -30,6 +30,6 @@ c.ExecutePreprocessor.timeout = 120
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
 
-from cnnbook.grading.feedback import HideHiddenTestTracebacks  # noqa: E402
+from cnnbook_grader.feedback import HideHiddenTestTracebacks  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTestTracebacks, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

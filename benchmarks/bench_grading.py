@@ -26,9 +26,9 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from cnnbook.grading import pipeline  # noqa: E402
-from cnnbook.grading.notebooks import fill_solutions, nbgrader_meta, read  # noqa: E402
-from cnnbook.grading.release import run_nbgrader  # noqa: E402
+from cnnbook_grader import pipeline  # noqa: E402
+from cnnbook_grader.notebooks import fill_solutions, nbgrader_meta, read  # noqa: E402
+from cnnbook_grader.release import run_nbgrader  # noqa: E402
 
 
 def make_course(root: Path, n: int, assignment: str) -> pipeline.Course:

@@ -81,7 +81,7 @@ def bubblewrap():
     `make test` installs it as root (tools/system-packages.txt), so as root a missing
     bwrap is a broken set-up, not a reason to skip the grading tests.
     """
-    from cnnbook.grading import sandbox
+    from cnnbook_grader import sandbox
 
     if sandbox.available():
         return

@@ -18,8 +18,8 @@ import re
 
 import pytest
 
-from cnnbook.grading.notebooks import nbgrader_meta, read
-from cnnbook.grading.release import REPO_ROOT, assignments
+from cnnbook_grader.notebooks import nbgrader_meta, read
+from cnnbook_grader.release import REPO_ROOT, assignments
 
 from test_exercises import execute
 

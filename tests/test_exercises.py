@@ -18,8 +18,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cnnbook.grading.notebooks import fill_solutions, graded_points, nbgrader_meta, protected_lines, read
-from cnnbook.grading.release import REPO_ROOT, assignments, differences, generate, nbgrader_env, run_nbgrader
+from cnnbook_grader.notebooks import fill_solutions, graded_points, nbgrader_meta, protected_lines, read
+from cnnbook_grader.release import REPO_ROOT, assignments, differences, generate, nbgrader_env, run_nbgrader
 
 pytestmark = pytest.mark.notebooks
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cnnbook.gradcheck import TOLERANCES, check_gradient, numeric_gradient, rel_error, tolerance, worst_element
-from cnnbook.grading import CheckFailed, ForbiddenCall, check_close, check_shape, forbid_calls
+from cnnbook.checks import CheckFailed, ForbiddenCall, check_close, check_shape, forbid_calls
 
 
 def test_rel_error_basics():
@@ -92,7 +92,7 @@ def test_scalars_compare_like_arrays():
 
 
 def test_a_failing_check_shows_its_hint_whatever_failed_first():
-    from cnnbook.grading import CheckFailed, check_close, check_shape
+    from cnnbook.checks import CheckFailed, check_close, check_shape
 
     hint = "stride defaults to the kernel size"
     for failing in (lambda: check_close("pooled", np.zeros((3, 3)), np.zeros((2, 2)), hint=hint),  # shape

@@ -22,11 +22,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnbook.grading import pipeline, sandbox
-from cnnbook.grading.notebooks import fill_solutions, nbgrader_meta, protected_lines, read
-from cnnbook.grading.oracle import defined_functions
-from cnnbook.grading.release import REPO_ROOT, assignments
-from cnnbook.grading.static import analyse
+from cnnbook_grader import pipeline, sandbox
+from cnnbook_grader.notebooks import fill_solutions, nbgrader_meta, protected_lines, read
+from cnnbook_grader.oracle import defined_functions
+from cnnbook_grader.release import REPO_ROOT, assignments
+from cnnbook_grader.static import analyse
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebooks,
               pytest.mark.skipif(not sandbox.available(), reason="needs bubblewrap (tools/system-packages.txt)")]

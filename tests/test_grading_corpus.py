@@ -23,9 +23,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnbook.grading import pipeline, sandbox
-from cnnbook.grading.notebooks import fill_solutions, nbgrader_meta, read
-from cnnbook.grading.release import REPO_ROOT
+from cnnbook_grader import pipeline, sandbox
+from cnnbook_grader.notebooks import fill_solutions, nbgrader_meta, read
+from cnnbook_grader.release import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebooks,
               pytest.mark.usefixtures("bubblewrap")]
@@ -137,9 +137,9 @@ def corpus(course: Path) -> dict[str, object]:
         "correlate2d": ("class Anything:\n    def __eq__(self, other):\n        return True\n"
                         "    __array_priority__ = 1000\n\ndef correlate2d(image, kernel):\n    return Anything()\n"),
     }, insert_after("imports", (
-        "import builtins\nimport cnnbook.grading\nimport cnnbook.grading.checks\n"
+        "import builtins\nimport cnnbook.checks\n"
         "np.testing.assert_allclose = lambda *a, **k: None\n"
-        "cnnbook.grading.check_close = lambda *a, **k: 0.0\ncnnbook.grading.checks.check_close = lambda *a, **k: 0.0\n"
+        "cnnbook.checks.check_close = lambda *a, **k: 0.0\ncnnbook.checks.check_shape = lambda *a, **k: None\n"
         "check_close = lambda *a, **k: 0.0\ncheck_shape = lambda *a, **k: None\nbuiltins.isinstance = lambda *a: True\n")))
     cases["c10_forbidden"] = build({
         "convolve1d": ("from cnnbook.reference.signal import convolve1d as _library\n\n"
@@ -541,7 +541,7 @@ def test_25_randomness_is_seeded(graded):
 def test_26_interrupted_and_concurrent_regrades_leave_no_stale_score(graded, tmp_path):
     c = graded["course"]
     student = "c26_regrade"
-    script = (f"from cnnbook.grading import pipeline; pipeline.grade(pipeline.Course({str(c.root)!r}), {ASSIGNMENT!r}, "
+    script = (f"from cnnbook_grader import pipeline; pipeline.grade(pipeline.Course({str(c.root)!r}), {ASSIGNMENT!r}, "
               f"[{student!r}], pipeline.Settings(cell_timeout=4, call_timeout=4, submission_timeout=60, workers=1))")
     # interrupted: killed while the sandbox runs
     process = subprocess.Popen([sys.executable, "-c", script])

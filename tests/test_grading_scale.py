@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnbook.grading import pipeline, sandbox
-from cnnbook.grading.notebooks import fill_solutions, read
-from cnnbook.grading.release import REPO_ROOT, run_nbgrader
+from cnnbook_grader import pipeline, sandbox
+from cnnbook_grader.notebooks import fill_solutions, read
+from cnnbook_grader.release import REPO_ROOT, run_nbgrader
 
 pytestmark = [pytest.mark.slow, pytest.mark.notebooks,
               pytest.mark.usefixtures("bubblewrap")]

@@ -17,10 +17,10 @@ import stat
 
 import pytest
 
-from cnnbook.grading import pipeline
-from cnnbook.grading.notebooks import fill_solutions, nbgrader_meta, read
-from cnnbook.grading.release import REPO_ROOT, assignments
-from cnnbook.grading.static import analyse
+from cnnbook_grader import pipeline
+from cnnbook_grader.notebooks import fill_solutions, nbgrader_meta, read
+from cnnbook_grader.release import REPO_ROOT, assignments
+from cnnbook_grader.static import analyse
 
 
 def cells_of(notebook, replace: dict[str, str] | None = None, extra: str | None = None):
@@ -118,10 +118,10 @@ TAMPERING = {
     "__builtins__": "__builtins__['len'] = lambda x: 0\n",
     "module attribute": "np.testing.assert_allclose = lambda *a, **k: None\n",
     "setattr on a module": "setattr(np, 'allclose', lambda *a, **k: True)\n",
-    "setattr on an imported function": "from cnnbook.grading import check_close\nsetattr(check_close, '__code__', None)\n",
-    "grader module": "import cnnbook.grading\ncnnbook.grading.check_close = lambda *a, **k: None\n",
+    "setattr on an imported function": "from cnnbook.checks import check_close\nsetattr(check_close, '__code__', None)\n",
+    "grader module": "import cnnbook.checks\ncnnbook.checks.check_close = lambda *a, **k: None\n",
     "module dict": "np.__dict__['allclose'] = lambda *a, **k: True\n",
-    "sys.modules of another module": "import sys\nsys.modules['cnnbook.grading.checks'].check_close = print\n",
+    "sys.modules of another module": "import sys\nsys.modules['cnnbook.checks'].check_close = print\n",
     "sys.modules scan": "import sys\nfor _m in list(sys.modules.values()):\n    pass\n",
     "computed getattr": "f = getattr(np, 'corr' + 'elate')\n",
     "exec": "exec('x = 1')\n",

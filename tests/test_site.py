@@ -436,7 +436,7 @@ def test_search_finds_the_chapter_by_a_word_it_contains(site, browser, docname):
 
 @pytest.mark.parametrize("docname", exercise_docnames())
 def test_exercise_page_shows_stubs_and_no_solution(site, browser, docname):
-    from cnnbook.grading.notebooks import protected_lines, read
+    from cnnbook_grader.notebooks import protected_lines, read
 
     source = REPO / "solutions" / Path(docname).relative_to("exercises").with_suffix(".ipynb")
     assert source.exists(), f"{docname} has no instructor source {source.relative_to(REPO)}"

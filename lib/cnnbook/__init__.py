@@ -17,7 +17,8 @@ section that derives it):
 - :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars
 - :mod:`cnnbook.augment`      mixup and CutMix
 - :mod:`cnnbook.viz`          animations the chapters embed (sliding window, receptive field, max-pool backward)
-- :mod:`cnnbook.grading`      the checks exercise notebooks call, and the instructor's grading pipeline
+- :mod:`cnnbook.checks`       the checks exercise notebooks call (readable failures, forbidden calls); the
+  instructor's grading pipeline is a separate package, ``cnnbook_grader`` (``grader/``)
 """
 
 __version__ = "0.1.0"

@@ -98,7 +98,11 @@ def _hidden_paths(extra_hidden: list[Path]) -> list[str]:
 def _bound_back(hidden: list[str]) -> list[str]:
     import cnnbook
 
-    wanted = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(cnnbook.__file__).resolve().parents[1]}
+    import cnnbook_grader
+
+    # the interpreter, the student-facing library and the grader (its harness runs in the sandbox)
+    wanted = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(cnnbook.__file__).resolve().parents[1],
+              Path(cnnbook_grader.__file__).resolve().parents[1]}
     # the interpreter may live behind symlinks (pyenv, venv -> base)
     wanted.add(Path(os.path.realpath(sys.executable)).parents[1])
     keep = []

@@ -7,7 +7,7 @@ Two questions, answered from the syntax tree of the cells the student wrote:
   directly or through another of their functions. Import aliases are resolved
   (``import numpy as np``, ``from torch.nn import functional as F``,
   ``from scipy.signal import correlate2d as c``). This cannot be patched away
-  at run time, unlike :func:`cnnbook.grading.checks.forbid_calls`.
+  at run time, unlike :func:`cnnbook.checks.forbid_calls`.
 - ``tampering``: code that reaches into the grader, IPython, the interpreter,
   builtins or an imported module (IPython hooks and transformers,
   ``showtraceback``, ``sys.excepthook``, ``import builtins``, assignments to or
@@ -29,7 +29,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from .checks import DEFAULT_FORBIDDEN
+from cnnbook.checks import DEFAULT_FORBIDDEN
 
 FORBIDDEN = tuple(DEFAULT_FORBIDDEN) + ("cnnbook.reference", "cnnbook.ops", "torch.nn.Conv1d", "torch.nn.Conv2d",
                                         "torch.nn.MaxPool2d", "torch.nn.AvgPool2d", "torch.nn.BatchNorm2d",

@@ -1,6 +1,6 @@
 """Generate the student versions in exercises/ from the instructor sources in solutions/.
 
-``python -m cnnbook.grading.release --all`` (what ``make exercises`` runs)
+``python -m cnnbook_grader.release --all`` (what ``make exercises`` runs)
 regenerates every assignment; ``--check`` only reports whether exercises/ is
 in sync. Generation runs ``nbgrader generate_assignment`` in a scratch copy of
 the course, so it never touches the instructor's gradebook and a failure never
@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["REPO_ROOT", "assignments", "nbgrader_env", "run_nbgrader", "generate", "differences", "main"]
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def nbgrader_env() -> dict[str, str]:

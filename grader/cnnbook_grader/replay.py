@@ -50,7 +50,7 @@ class Opaque:
 
 
 def _exception(document: dict) -> BaseException:
-    from .checks import ForbiddenCall
+    from cnnbook.checks import ForbiddenCall
 
     names = [n for n in document.get("raised", []) if isinstance(n, str)]
     message = str(document.get("message", ""))[:2000]
@@ -210,10 +210,9 @@ def ReplayModule(replay: Replay):  # noqa: N802 - a class made on demand (torch 
 @contextlib.contextmanager
 def _capturing_checks(replay: Replay):
     """check_close and check_shape note what failed (error size, shapes) for the feedback."""
-    import cnnbook.grading as package
     from cnnbook.gradcheck import rel_error
 
-    from . import checks
+    from cnnbook import checks
 
     original_close, original_shape = checks.check_close, checks.check_shape
 
@@ -249,16 +248,14 @@ def _capturing_checks(replay: Replay):
             raise
 
     checks.check_close, checks.check_shape = check_close, check_shape
-    package.check_close, package.check_shape = check_close, check_shape
     try:
         yield
     finally:
         checks.check_close, checks.check_shape = original_close, original_shape
-        package.check_close, package.check_shape = original_close, original_shape
 
 
 def _message(replay: Replay, grade_id: str, error: BaseException, visible: bool) -> str:
-    from .checks import CheckFailed
+    from cnnbook.checks import CheckFailed
 
     calls = replay.oracle["cells"].get(grade_id, {}).get("calls", [])
     entry = replay.last
@@ -329,7 +326,7 @@ def replay(source_path: Path, oracle_dir: Path, results_dir: Path, statuses: dic
 
 
 def serve() -> int:
-    """``python -m cnnbook.grading.replay --serve``: one JSON request a line on stdin, one verdict a line back.
+    """``python -m cnnbook_grader.replay --serve``: one JSON request a line on stdin, one verdict a line back.
 
     A long-lived trusted worker (torch and the instructor's imports are loaded once, not per student). It
     never runs student code, only the instructor's cells on plain data, so it serves every student. What
@@ -343,7 +340,7 @@ def serve() -> int:
     import nbformat  # noqa: F401 - loaded before the first request, while the sandbox runs
     from IPython.core.inputtransformer2 import TransformerManager  # noqa: F401
 
-    import cnnbook.grading  # noqa: F401
+    import cnnbook.checks  # noqa: F401
 
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)

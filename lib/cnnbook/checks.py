@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..gradcheck import tolerance, worst_element
+from .gradcheck import tolerance, worst_element
 
 __all__ = ["CheckFailed", "ForbiddenCall", "check_close", "check_shape", "forbid_calls", "DEFAULT_FORBIDDEN"]
 

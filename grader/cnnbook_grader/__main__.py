@@ -1,4 +1,4 @@
-"""Instructor commands: ``python -m cnnbook.grading {collect,grade,feedback,export,status} ...``.
+"""Instructor commands: ``python -m cnnbook_grader {collect,grade,feedback,export,status} ...``.
 
 Run them from the course folder (the one holding nbgrader_config.py), or pass
 ``--course``. Stock ``nbgrader`` commands keep working on the same folders and
@@ -22,7 +22,7 @@ def _settings(args) -> pipeline.Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnbook.grading", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m cnnbook_grader", description=__doc__.splitlines()[0])
     parser.add_argument("--course", default=".", help="the course folder (default: the current folder)")
     parser.add_argument("--db", default="", help="gradebook URL (default: nbgrader_config.py, else sqlite:///gradebook.db)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -199,8 +199,7 @@ def record(source_path: Path, outdir: Path) -> dict:
         return recorded
 
     # the names each check forbids (forbid_calls), so that the same names are enforced and reported
-    import cnnbook.grading as grading_package
-    from . import checks
+    from cnnbook import checks
     from .static import LIBRARY
 
     original_forbid = checks.forbid_calls
@@ -212,7 +211,7 @@ def record(source_path: Path, outdir: Path) -> dict:
             cell["forbid"] = sorted(set(cell["forbid"]) | set(names) | set(LIBRARY))
         return original_forbid(names, task=task)
 
-    checks.forbid_calls = grading_package.forbid_calls = forbid_calls
+    checks.forbid_calls = forbid_calls
 
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -283,7 +282,7 @@ def oracle_for(source_path: Path, cache: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".recording-", dir=target.parent))
     process = subprocess.run(
-        [sys.executable, "-m", "cnnbook.grading.oracle", str(source_path), str(scratch)],
+        [sys.executable, "-m", "cnnbook_grader.oracle", str(source_path), str(scratch)],
         capture_output=True, text=True, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"},
     )

@@ -1,6 +1,6 @@
 """The program that runs INSIDE the sandbox, one per submitted notebook.
 
-``python -m cnnbook.grading.runner WORKDIR`` reads ``WORKDIR/job.json`` (the
+``python -m cnnbook_grader.runner WORKDIR`` reads ``WORKDIR/job.json`` (the
 normalised notebook's cells and, per test cell, the grader-chosen calls),
 deletes the job's input files before any student code runs, starts a kernel,
 executes the student's cells in order with a time limit per cell, and at each
@@ -9,7 +9,7 @@ student's functions on the grader's inputs. It writes only plain data into WORKD
 
 - ``progress.jsonl``: one JSON line per executed cell or call (outputs capped);
 - ``out/<call>.json`` and ``out/<call>_<n>.npy`` (written by the kernel through
-  :mod:`cnnbook.grading.harness`, ``allow_pickle=False``): the values returned.
+  :mod:`cnnbook_grader.harness`, ``allow_pickle=False``): the values returned.
 
 Nothing here decides a score: the trusted parent reads these files, treats
 them as untrusted, and runs the instructor's checks on them (:mod:`replay`). This
@@ -43,9 +43,9 @@ __cnnbook_prelude__()
 del __cnnbook_prelude__
 '''
 
-# At a check, the kernel runs the recorded call through cnnbook.grading.harness (imported in the
+# At a check, the kernel runs the recorded call through cnnbook_grader.harness (imported in the
 # student's kernel: anything the student does to it only loses them that check).
-CALL = ("__import__('cnnbook.grading.harness', fromlist=['call']).call(__import__('json').loads({request!r}), "
+CALL = ("__import__('cnnbook_grader.harness', fromlist=['call']).call(__import__('json').loads({request!r}), "
         "globals(), {forbid!r}, {task!r})")
 
 

@@ -89,7 +89,7 @@ def call(request: dict, namespace: dict, forbid: list[str] = (), task: str = "")
 
         forbid = [n for n in forbid if loaded(n)]
         if forbid:
-            from .checks import forbid_calls
+            from cnnbook.checks import forbid_calls
 
             guard = forbid_calls(forbid, task=task)
         grad = contextlib.nullcontext()
