@@ -14,6 +14,10 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 
+# The grader's feedback links each failed check to the book section that explains it: set the
+# published book's address (default: the book built in this folder by `make book`, if any).
+# c.CnnbookGrader.book_url = "https://example.org/cnnbook"
+
 # The stub students see in place of each solution region.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -89,3 +89,16 @@ def bubblewrap():
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         pytest.skip(f"needs bubblewrap, which only root can install: {install}")
     pytest.fail(f"bubblewrap is missing although this runs as root: {install}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_oracle_cache(tmp_path_factory):
+    """One oracle cache for the whole run: a recording depends only on the instructor notebook's
+    content, the recording format and the student's seed, so every test course can reuse it."""
+    previous = os.environ.get("CNNBOOK_ORACLE_CACHE")
+    os.environ["CNNBOOK_ORACLE_CACHE"] = str(tmp_path_factory.mktemp("oracle-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CNNBOOK_ORACLE_CACHE", None)
+    else:
+        os.environ["CNNBOOK_ORACLE_CACHE"] = previous

@@ -101,3 +101,59 @@ def test_a_failing_check_shows_its_hint_whatever_failed_first():
                     lambda: check_shape("pooled", np.zeros((3, 3)), (2, 2), hint=hint)):
         with pytest.raises(CheckFailed, match=f"Hint: {hint}"):
             failing()
+
+
+def test_check_close_takes_tensors_that_require_grad():
+    import torch
+
+    x = torch.ones(3, requires_grad=True)
+    check_close("doubled", (2 * x), 2 * x)  # both sides keep their graph
+    with pytest.raises(CheckFailed, match="doubled"):
+        check_close("doubled", 2 * x, 3 * x)
+
+
+def test_probe_module_reports_output_gradients_and_parameters():
+    import torch
+
+    from cnnbook.checks import probe_module
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 2).double()
+    reference = torch.nn.Linear(4, 2).double()
+    state = {k: v.detach().clone() for k, v in reference.state_dict().items()}
+    x, g = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    probe = probe_module(layer, x, grad_output=g, state_dict=state)
+    # expected values by hand: y = x W^T + b, dx = g W, dW = g^T x, db = sum g
+    weight, bias = state["weight"], state["bias"]
+    assert torch.allclose(probe["output"], x @ weight.T + bias)
+    assert torch.allclose(probe["input_grads"][0], g @ weight)
+    assert torch.allclose(probe["param_grads"]["weight"], g.T @ x)
+    assert torch.allclose(probe["param_grads"]["bias"], g.sum(0))
+    assert probe["num_parameters"] == 10 and probe["parameters"] == {"weight": [2, 4], "bias": [2]}
+    assert x.grad is None, "the caller's input is not modified"
+
+
+def test_probe_module_names_mismatched_parameters():
+    import torch
+
+    from cnnbook.checks import probe_module
+
+    state = {"proj.weight": torch.zeros(2, 4), "proj.bias": torch.zeros(2)}
+    with pytest.raises(CheckFailed, match=r"missing proj\.weight.*not expected weight"):
+        probe_module(torch.nn.Linear(4, 2), torch.zeros(1, 4), state_dict=state)
+    with pytest.raises(CheckFailed, match="nn.Module"):
+        probe_module(lambda x: x, torch.zeros(1))
+
+
+def test_hidden_rng_follows_the_graders_seed(monkeypatch):
+    from cnnbook.checks import HIDDEN_SEED_VARIABLE, hidden_rng
+
+    monkeypatch.delenv(HIDDEN_SEED_VARIABLE, raising=False)
+    default = hidden_rng(3).integers(0, 2**31, 4)
+    assert (default == hidden_rng(3).integers(0, 2**31, 4)).all()
+    assert not (default == hidden_rng(4).integers(0, 2**31, 4)).all()
+    monkeypatch.setenv(HIDDEN_SEED_VARIABLE, "12345")
+    assert not (default == hidden_rng(3).integers(0, 2**31, 4)).all()
+    monkeypatch.setenv(HIDDEN_SEED_VARIABLE, "twelve")
+    with pytest.raises(ValueError, match=HIDDEN_SEED_VARIABLE):
+        hidden_rng()

@@ -49,6 +49,15 @@ def _perturbed(value):
 
 
 def _wrong(function):
+    if isinstance(function, type):  # a module the student writes: its forward pass is perturbed
+        original = function.forward
+
+        def forward(self, *args, **kwargs):
+            return _perturbed(original(self, *args, **kwargs))
+
+        function.forward = forward
+        return function
+
     def wrapper(*args, **kwargs):
         return _perturbed(function(*args, **kwargs))
     return wrapper

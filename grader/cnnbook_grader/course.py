@@ -52,6 +52,9 @@ class Course:
     db_url: str = ""
     course_id: str = "cnnbook"
     source: str = "solutions"
+    #: where feedback links a failed check's book section: ``c.CnnbookGrader.book_url`` in
+    #: nbgrader_config.py (the published site), else the book built in the course folder, else none
+    book_url: str = ""
 
     def __post_init__(self):
         self.root = Path(self.root).resolve()
@@ -64,6 +67,9 @@ class Course:
             self.course_id = directory.get("course_id", self.course_id)
             self.source = directory.get("source_directory", self.source)
             self.db_url = self.db_url or directory.get("db_url", "")
+            self.book_url = self.book_url or loaded.get("CnnbookGrader", {}).get("book_url", "")
+        if not self.book_url and (self.root / "_build" / "html" / "index.html").exists():
+            self.book_url = (self.root / "_build" / "html").as_uri()
         self.db_url = self.db_url or f"sqlite:///{self.root / 'gradebook.db'}"
 
     def submitted(self, student="", assignment=""):

@@ -43,7 +43,18 @@ class HideHiddenTestTracebacks(Preprocessor):
 
 
 
-def feedback_text(result: dict) -> str:
+def section_link(section: dict | None, book_url: str) -> str:
+    """A Markdown link to the rendered book section (``book_url`` + page + anchor), or its source path."""
+    if not section:
+        return ""
+    page, _, anchor = section["target"].partition("#")
+    title = section["title"].replace("|", "\\|").replace("]", "")
+    if not book_url:
+        return f"{title} (`{page}`, section `{anchor}`)"
+    return f"[{title}]({book_url.rstrip('/')}/{page[:-3]}.html#{anchor})"
+
+
+def feedback_text(result: dict, book_url: str = "") -> str:
     status = STATUS_TEXT[result["status"]]
     if result["reasons"] and result["status"] in ("partial", "flagged", "unreadable", "failed"):
         status += f" ({'; '.join(result['reasons'])})"
@@ -70,10 +81,11 @@ def feedback_text(result: dict) -> str:
             lines.append("- The Python kernel died while running your code (for example `os._exit` or a crash); "
                          "the checks that ran kept their points.")
         if nb["cells"]:
-            lines += ["", "| check | points | result |", "|---|---|---|"]
+            lines += ["", "| check | points | result | read again |", "|---|---|---|---|"]
             for grade_id, cell in nb["cells"].items():
                 message = cell["message"].replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| {grade_id} | {cell['points']:g} / {cell['max']:g} | {message} |")
+                read = "" if cell.get("passed") else section_link(cell.get("section"), book_url)
+                lines.append(f"| {grade_id} | {cell['points']:g} / {cell['max']:g} | {message} | {read} |")
     lines += ["", "Checks named *hidden* use inputs you have not seen; the message says which function and "
               "which kind of error, never the expected values.", ""]
     return "\n".join(lines)

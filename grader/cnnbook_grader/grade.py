@@ -16,7 +16,7 @@ from .gradebook import (
     gradebook_write,
     register_assignment,
 )
-from .oracle import oracle_for
+from .oracle import oracle_for, per_student, student_seed
 from .submission import grade_submission
 
 
@@ -60,7 +60,9 @@ def grade(course: Course, assignment: str, students: list[str] | None = None, se
         scratch = Path(scratch)
         os.chmod(scratch, 0o711)
         release = register_assignment(course, assignment, scratch / "release")
-        oracles = {p.name: oracle_for(p, course.oracle_cache(assignment)) for p in sources}
+        # one shared recording, or (hidden checks that call hidden_rng) one per student, made by its worker
+        oracles = {p.name: None if per_student(p) else str(oracle_for(p, course.oracle_cache(assignment)))
+                   for p in sources}
         public_files = [{"path": str(p), "relative": str(p.relative_to(release))}
                         for p in release.rglob("*") if p.is_file() and p.suffix != ".ipynb"]
         students = students if students is not None else course.students(assignment)
@@ -76,10 +78,13 @@ def grade(course: Course, assignment: str, students: list[str] | None = None, se
                 timestamp, origin = submission_time(course, assignment, student)
                 jobs.append({
                     "student": student, "assignment": assignment, "timestamp": timestamp, "timestamp_source": origin,
-                    "settings": asdict(settings) | {"scheduler": None}, "scratch": str(scratch / "work"),
+                    "settings": asdict(settings) | {"scheduler": None}, "scratch": str(scratch / "work"), "book_url": course.book_url,
                     "hide": [str(course.root)], "public_files": public_files,
                     "notebooks": [{"notebook": p.name, "submitted": str(course.submitted(student, assignment) / p.name),
-                                   "release": str(release / p.name), "source": str(p), "oracle": str(oracles[p.name])}
+                                   "release": str(release / p.name), "source": str(p), "oracle": oracles[p.name],
+                                   "oracle_cache": str(course.oracle_cache(assignment)),
+                                   "seed": None if oracles[p.name] else student_seed(course.course_id, assignment,
+                                                                                     student)}
                                   for p in sources],
                 })
             results = []

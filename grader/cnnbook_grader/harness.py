@@ -56,6 +56,7 @@ def outcome(key: str, result, error, args=(), mutable=None) -> tuple[dict, dict]
 def call(request: dict, namespace: dict, forbid: list[str] = (), task: str = "") -> None:
     """Run one recorded call in the student's kernel; write its outcome to ``out/``."""
     import contextlib
+    import functools
     import random
 
     from .oracle import _snapshot
@@ -100,6 +101,10 @@ def call(request: dict, namespace: dict, forbid: list[str] = (), task: str = "")
 
                 function.train(bool(mode["training"]))
                 grad = torch.set_grad_enabled(bool(mode["grad"]))
+            if request.get("method") == "probe_module":  # a check probing the student's module
+                from cnnbook.checks import probe_module
+
+                function = functools.partial(probe_module, function)
             with guard, grad:
                 result = function(*args, **kwargs)
         except Exception as problem:  # noqa: BLE001 - the student's exception is their result

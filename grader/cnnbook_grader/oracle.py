@@ -38,15 +38,20 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from cnnbook.checks import HIDDEN_SEED_VARIABLE
+
 from .values import Encoder, Unrepresentable, save, walk
 
-FORMAT = 3
+FORMAT = 5
+#: a link from an exercise to a book section: [title](../../book/<chapter>.md#<anchor>)
+BOOK_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)+(book/[\w-]+\.md#[\w-]+)\)")
 
 
 def defined_functions(source: str) -> list[str]:
@@ -54,7 +59,8 @@ def defined_functions(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    # a class the student writes (an nn.Module) is recorded like a function: its construction is a call
+    return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
 def describe(spec) -> str:
@@ -127,6 +133,7 @@ def record(source_path: Path, outdir: Path) -> dict:
                 origin[id(value)] = name
                 if id(value) not in hooked:
                     hooked.add(id(value))
+                    value.register_forward_pre_hook(forward_pre_hook)
                     value.register_forward_hook(forward_hook, with_kwargs=True)
             elif id(value) not in given:
                 refs[id(value)] = (key, path)
@@ -144,11 +151,17 @@ def record(source_path: Path, outdir: Path) -> dict:
         (outdir / "in" / f"{key}.json").unlink()
         return encoder, arg_specs, kwarg_specs
 
+    def forward_pre_hook(module, args):
+        if state["cell"] is not None and not state["depth"]:
+            state.setdefault("streams", {})[id(module)] = _random_streams()
+
     def forward_hook(module, args, kwargs, output):
         grade_id = state["cell"]
         if grade_id is None or state["depth"]:
             return None
         import torch
+
+        _restore_streams(state.get("streams", {}).pop(id(module), None))
 
         cell, key = begin(grade_id, "forward")
         encoded = encode_call(cell, key, args, kwargs)
@@ -180,6 +193,7 @@ def record(source_path: Path, outdir: Path) -> dict:
                 cell["calls"].append(entry)
             mutable = {i: _snapshot(a) for i, a in enumerate(args)}
             state["depth"] += 1
+            streams = _random_streams()
             try:
                 result = function(*args, **kwargs)
             except Exception as error:
@@ -189,6 +203,9 @@ def record(source_path: Path, outdir: Path) -> dict:
                 raise
             finally:
                 state["depth"] -= 1
+                # the replay answers this call without running it: the checks' later draws must not
+                # depend on what the instructor's solution drew (construction, dropout...)
+                _restore_streams(streams)
             if entry is not None:
                 remember(key, result, name, args, kwargs)
                 document, arrays = outcome(key, result, None, args, mutable)
@@ -213,7 +230,45 @@ def record(source_path: Path, outdir: Path) -> dict:
 
     checks.forbid_calls = forbid_calls
 
+    original_probe = checks.probe_module
+
+    def probe_module(module, *inputs, **options):
+        """A check probing a module the student's code built: recorded as a call on that module."""
+        grade_id = state["cell"]
+        if grade_id is None or state["depth"] or id(module) not in refs:
+            return original_probe(module, *inputs, **options)
+        cell, key = begin(grade_id, "probe_module")
+        encoded = encode_call(cell, key, inputs, options)
+        if encoded is None:
+            return original_probe(module, *inputs, **options)
+        encoder, arg_specs, kwarg_specs = encoded
+        target = ["ref", *refs[id(module)][0:1], list(refs[id(module)][1])]
+        name = f"probe_module(the module {origin.get(id(module), 'your code')} built"
+        label = _label(name, arg_specs, encoder).replace("built(", "built, ", 1) if arg_specs else name + ")"
+        cell["calls"].append({"key": key, "name": None, "target": target, "method": "probe_module",
+                              "args": arg_specs, "kwargs": kwarg_specs, "mode": None, "label": label})
+        state["depth"] += 1
+        try:
+            result = original_probe(module, *inputs, **options)
+        except Exception as error:
+            document, arrays = outcome(key, None, error)
+            save(outdir / "expected", f"{key}.json", document, arrays)
+            raise
+        finally:
+            state["depth"] -= 1
+        document, arrays = outcome(key, result, None)
+        save(outdir / "expected", f"{key}.json", document, arrays)
+        return result
+
+    checks.probe_module = probe_module
+
+    section = None  # the book section the latest task text links to
     for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            links = BOOK_LINK.findall(cell.source)
+            if links and not nbgrader_meta(cell).get("grade_id") == "intro":
+                section = {"title": links[0][0], "target": links[0][1]}
+            continue
         if cell.cell_type != "code":
             continue
         meta = nbgrader_meta(cell)
@@ -221,7 +276,7 @@ def record(source_path: Path, outdir: Path) -> dict:
         is_solution = bool(meta.get("solution"))
         if grade_id and not is_solution:
             cells[grade_id] = {"test": bool(meta.get("grade")), "points": float(meta.get("points", 0) or 0),
-                               "forbid": [], "gradable": True, "calls": []}
+                               "forbid": [], "gradable": True, "calls": [], "section": section}
             state["cell"] = grade_id
         else:
             state["cell"] = None
@@ -242,7 +297,8 @@ def record(source_path: Path, outdir: Path) -> dict:
         if cell["test"] and not cell["calls"] and cell["gradable"]:
             cell["gradable"] = False
             cell["why"] = "the check calls no function the student writes"
-    summary = {"format": FORMAT, "notebook": source_path.name, "functions": functions, "cells": cells}
+    summary = {"format": FORMAT, "notebook": source_path.name, "functions": functions, "cells": cells,
+               "seed": os.environ.get(HIDDEN_SEED_VARIABLE)}
     (outdir / "oracle.json").write_text(json.dumps(summary, indent=1))
     # the self-check: the instructor's own results, replayed, must pass every check
     from .replay import replay
@@ -254,6 +310,29 @@ def record(source_path: Path, outdir: Path) -> dict:
             cells[grade_id]["why"] = f"replaying the recorded calls does not pass: {verdict['message']}"
     (outdir / "oracle.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _random_streams():
+    """The global random states (Python, NumPy, torch) a call of the instructor's solution may advance."""
+    import random
+
+    import numpy as np
+
+    torch = sys.modules.get("torch")
+    return random.getstate(), np.random.get_state(), torch.get_rng_state() if torch is not None else None
+
+
+def _restore_streams(streams) -> None:
+    if streams is None:
+        return
+    import random
+
+    import numpy as np
+
+    random.setstate(streams[0])
+    np.random.set_state(streams[1])
+    if streams[2] is not None:
+        sys.modules["torch"].set_rng_state(streams[2])
 
 
 def _is_module(value) -> bool:
@@ -272,11 +351,30 @@ def _snapshot(value):
     return None
 
 
-def oracle_for(source_path: Path, cache: Path) -> Path:
-    """The oracle folder for an instructor notebook, recorded once per notebook content."""
+def per_student(source_path: Path) -> bool:
+    """Whether the notebook's hidden checks draw per-student inputs (they call ``hidden_rng``)."""
+    return "hidden_rng(" in Path(source_path).read_text()
+
+
+def student_seed(course_id: str, assignment: str, student: str) -> int:
+    """The seed of a student's hidden inputs: fixed by course, assignment and student, different for each."""
+    digest = hashlib.sha256(f"{course_id}\0{assignment}\0{student}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def oracle_for(source_path: Path, cache: Path, seed: int | None = None) -> Path:
+    """The oracle folder for an instructor notebook, recorded once per notebook content (and seed).
+
+    ``seed``: the student's seed (:func:`student_seed`) for a notebook whose hidden checks draw
+    per-student inputs; it reaches :func:`cnnbook.checks.hidden_rng` through the environment.
+    ``$CNNBOOK_ORACLE_CACHE``, when set, replaces ``cache`` (recordings depend only on the
+    notebook's content, the format and the seed, so courses can share them).
+    """
     source_path = Path(source_path)
-    digest = hashlib.sha256(source_path.read_bytes() + f"format{FORMAT}".encode()).hexdigest()[:16]
-    target = Path(cache) / f"{source_path.stem}-{digest}"
+    cache = Path(os.environ.get("CNNBOOK_ORACLE_CACHE") or cache)
+    tag = "" if seed is None else f"seed{int(seed)}"
+    digest = hashlib.sha256(source_path.read_bytes() + f"format{FORMAT}{tag}".encode()).hexdigest()[:16]
+    target = cache / f"{source_path.stem}-{digest}"
     if (target / "oracle.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +382,8 @@ def oracle_for(source_path: Path, cache: Path) -> Path:
     process = subprocess.run(
         [sys.executable, "-m", "cnnbook_grader.oracle", str(source_path), str(scratch)],
         capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"},
+        env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
+             HIDDEN_SEED_VARIABLE: "0" if seed is None else str(int(seed))},
     )
     if process.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -175,8 +175,10 @@ class Replay:
         stand_in.__name__ = stand_in.__qualname__ = name
         return stand_in
 
-    def forward(self, module, args, kwargs):
+    def forward(self, module, args, kwargs, method=None):
         entry = self.next_call(None)
+        if entry.get("method") != method:
+            raise ReplayProblem("could not be checked: the checks used the model otherwise than recorded")
         ref = self.refs.get(id(module))
         target = entry.get("target") or [None, None, None]
         if ref is None or [ref[0], list(ref[1])] != [target[1], list(target[2] or [])]:
@@ -233,7 +235,7 @@ def _capturing_checks(replay: Replay):
                     why = f"relative error {rel_error(got, want):.3g}, tolerance {used:g}"
             except Exception:  # noqa: BLE001
                 pass
-            replay.failure = {"id": id(actual), "why": why}
+            replay.failure = {"id": id(actual), "why": why, "hint": hint}
             raise
 
     def check_shape(name, actual, expected_shape, hint=""):
@@ -244,14 +246,21 @@ def _capturing_checks(replay: Replay):
                 got = f"returned shape {tuple(checks._as_array(name, actual).shape)}, expected {tuple(expected_shape)}"
             except Exception:  # noqa: BLE001
                 got = "returned a value that is not an array of numbers"
-            replay.failure = {"id": id(actual), "why": got}
+            replay.failure = {"id": id(actual), "why": got, "hint": hint}
             raise
 
-    checks.check_close, checks.check_shape = check_close, check_shape
+    original_probe = checks.probe_module
+
+    def probe_module(module, *inputs, **options):
+        if not hasattr(module, "_cnnbook_replay"):  # a module the checks built themselves
+            return original_probe(module, *inputs, **options)
+        return replay.forward(module, inputs, options, method="probe_module")
+
+    checks.check_close, checks.check_shape, checks.probe_module = check_close, check_shape, probe_module
     try:
         yield
     finally:
-        checks.check_close, checks.check_shape = original_close, original_shape
+        checks.check_close, checks.check_shape, checks.probe_module = original_close, original_shape, original_probe
 
 
 def _message(replay: Replay, grade_id: str, error: BaseException, visible: bool) -> str:
@@ -269,6 +278,8 @@ def _message(replay: Replay, grade_id: str, error: BaseException, visible: bool)
         failure = replay.failure or {}
         entry = replay.produced.get(failure.get("id"), entry)
         why = str(error)[:500] if visible else failure.get("why", "failed a check")
+        if not visible and failure.get("hint"):  # the instructor wrote the hint to be shown
+            why += f" ({str(failure['hint'])[:300]})"
     else:
         why = f"failed ({type(error).__name__}" + (f": {str(error)[:300]})" if visible and str(error) else ")")
     if entry is None or entry not in calls:
@@ -299,6 +310,11 @@ def replay(source_path: Path, oracle_dir: Path, results_dir: Path, statuses: dic
     verdicts = {}
     here = os.getcwd()
     os.chdir(source_path.parent)
+    # the hidden checks draw the inputs the recording drew (cnnbook.checks.hidden_rng)
+    from cnnbook.checks import HIDDEN_SEED_VARIABLE
+
+    seed_before = os.environ.get(HIDDEN_SEED_VARIABLE)
+    os.environ[HIDDEN_SEED_VARIABLE] = str(state.oracle.get("seed") or "0")
     try:
         with _capturing_checks(state), np.errstate(all="ignore"):
             for cell in notebook.cells:
@@ -322,6 +338,10 @@ def replay(source_path: Path, oracle_dir: Path, results_dir: Path, statuses: dic
                     verdicts[grade_id] = {"passed": True, "message": "passed"}
     finally:
         os.chdir(here)
+        if seed_before is None:
+            os.environ.pop(HIDDEN_SEED_VARIABLE, None)
+        else:
+            os.environ[HIDDEN_SEED_VARIABLE] = seed_before
     return verdicts
 
 

@@ -21,6 +21,7 @@ from .course import MAX_RESULT_BYTES, SEVERITY, Settings, atomic_write
 from .feedback import feedback_text
 from .normalize import Unreadable, normalise, read_submission
 from .notebooks import nbgrader_meta
+from .oracle import oracle_for
 from .verdicts import _REPLAY, _has_code, judge_code, replay_checks
 
 
@@ -44,6 +45,8 @@ def grade_notebook(spec: dict) -> dict:
     """Grade one submitted notebook. ``spec`` holds plain paths and settings (picklable)."""
     name = spec["notebook"]
     submitted = Path(spec["submitted"])
+    if spec.get("seed") is not None:  # per-student hidden inputs: this student's own recording
+        spec["oracle"] = str(oracle_for(Path(spec["source"]), Path(spec["oracle_cache"]), seed=spec["seed"]))
     oracle_dir = Path(spec["oracle"])
     oracle = json.loads((oracle_dir / "oracle.json").read_text())
     released = nbformat.read(spec["release"], as_version=4)
@@ -167,7 +170,8 @@ def grade_notebook(spec: dict) -> dict:
                 problems.append(verdict["message"])
             passed = not problems
             result["cells"][grade_id] = {"points": info["points"] if passed else 0.0, "max": info["points"],
-                                         "passed": passed, "message": "passed" if passed else problems[0]}
+                                         "passed": passed, "message": "passed" if passed else problems[0],
+                                         "section": info.get("section")}
             if not info.get("gradable", True):
                 result["manual"] = True
         result["score"] = sum(c["points"] for c in result["cells"].values())
@@ -244,5 +248,5 @@ def grade_submission(job: dict) -> dict:
     result["score"] = None if any(s is None for s in scores) else float(sum(scores))
     result["max_score"] = float(sum(nb["max_score"] or 0 for nb in result["notebooks"].values()))
     result["seconds"] = round(time.monotonic() - start, 3)
-    result["feedback"] = feedback_text(result)
+    result["feedback"] = feedback_text(result, job.get("book_url", ""))
     return result

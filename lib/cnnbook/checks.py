@@ -16,7 +16,8 @@ import numpy as np
 
 from .gradcheck import tolerance, worst_element
 
-__all__ = ["CheckFailed", "ForbiddenCall", "check_close", "check_shape", "forbid_calls", "DEFAULT_FORBIDDEN"]
+__all__ = ["CheckFailed", "ForbiddenCall", "check_close", "check_shape", "forbid_calls", "probe_module", "hidden_rng",
+           "DEFAULT_FORBIDDEN", "HIDDEN_SEED_VARIABLE"]
 
 
 class CheckFailed(AssertionError):
@@ -65,6 +66,8 @@ def check_close(name: str, actual, expected, tol: float | None = None, hint: str
     values), so a student always sees it (for example "stride defaults to the kernel size").
     """
     actual_array = _as_array(name, actual, hint)
+    if hasattr(expected, "detach") and hasattr(expected, "cpu"):  # a tensor, perhaps one that requires grad
+        expected = expected.detach().cpu().numpy()
     expected_array = np.asarray(expected, dtype=np.float64)
     check_shape(name, actual_array, expected_array.shape, hint)
     tol = tolerance("float64", "grading") if tol is None else tol
@@ -145,3 +148,95 @@ def forbid_calls(names: Iterable[str] = DEFAULT_FORBIDDEN, task: str = "this tas
     finally:
         for owner, attribute, original in reversed(patched):
             setattr(owner, attribute, original)
+
+
+def probe_module(module, *inputs, grad_output=None, state_dict=None, training: bool = False, seed: int = 0) -> dict:
+    """Run ``module`` once and return what a check compares, as plain data.
+
+    state_dict: weights loaded first with ``strict=True`` (names and shapes
+    must match: this is how a check fixes the weights of a block you wrote);
+    grad_output: when given, the output is back-propagated with it.
+    ``training`` sets train or eval mode (batch norm, dropout); ``seed`` seeds
+    torch first. The module and the inputs are used as given, except that
+    floating-point inputs are copied and made to require gradients.
+
+    Returns a dict: ``output``; ``input_grads`` (one per input, ``None`` for
+    non-float inputs or without ``grad_output``); ``param_grads`` (name ->
+    gradient); ``parameters`` (name -> shape) and ``num_parameters``;
+    ``buffers`` (name -> shape). A state_dict whose names or shapes differ
+    raises :class:`CheckFailed` naming the first few differences.
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise CheckFailed(f"expected a torch.nn.Module, got {type(module).__name__}")
+    if state_dict is not None:
+        own = module.state_dict()
+        missing = [k for k in state_dict if k not in own]
+        unexpected = [k for k in own if k not in state_dict]
+        wrong = [f"{k} {tuple(own[k].shape)} (expected {tuple(state_dict[k].shape)})"
+                 for k in state_dict if k in own and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append("missing " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
+            if unexpected:
+                parts.append("not expected " + ", ".join(unexpected[:4]) + (" ..." if len(unexpected) > 4 else ""))
+            if wrong:
+                parts.append("wrong shape " + ", ".join(wrong[:4]))
+            raise CheckFailed("the module's parameters and buffers do not match the reference (check the attribute "
+                              "names and sizes the exercise prescribes): " + "; ".join(parts))
+        module.load_state_dict(state_dict, strict=True)
+    module.train(training)
+    module.zero_grad(set_to_none=True)
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(seed)
+        return _probe(module, inputs, grad_output)
+
+
+def _probe(module, inputs, grad_output) -> dict:
+    import torch
+
+    given = []
+    for value in inputs:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value = value.detach().clone().requires_grad_(grad_output is not None)
+        given.append(value)
+    with torch.set_grad_enabled(grad_output is not None):
+        output = module(*given)
+        if grad_output is not None:
+            if not isinstance(output, torch.Tensor):
+                raise CheckFailed(f"the module returned {type(output).__name__}, not a tensor")
+            output.backward(grad_output)
+    named = dict(module.named_parameters())
+    return {
+        "output": output.detach() if isinstance(output, torch.Tensor) else output,
+        "input_grads": [v.grad.detach() if isinstance(v, torch.Tensor) and v.grad is not None else None for v in given],
+        "param_grads": {k: p.grad.detach() for k, p in named.items() if p.grad is not None},
+        "parameters": {k: list(p.shape) for k, p in named.items()},
+        "num_parameters": int(sum(p.numel() for p in named.values())),
+        "buffers": {k: list(b.shape) for k, b in module.named_buffers()},
+    }
+
+
+#: The environment variable through which the grader gives each student's hidden checks their seed.
+HIDDEN_SEED_VARIABLE = "CNNBOOK_HIDDEN_SEED"
+
+
+def hidden_rng(salt: int = 0) -> np.random.Generator:
+    """The random generator hidden checks draw their inputs from.
+
+    When grading, the grader sets :data:`HIDDEN_SEED_VARIABLE` to a seed
+    derived from the student and the assignment, so each student's hidden
+    checks use inputs of their own (numbers copied from a classmate's run do
+    not pass). Anywhere else the seed is fixed, so a notebook run twice gives
+    the same inputs. ``salt`` tells apart several generators in one notebook.
+    """
+    import os
+
+    text = os.environ.get(HIDDEN_SEED_VARIABLE, "0")
+    try:
+        seed = int(text)
+    except ValueError:
+        raise ValueError(f"{HIDDEN_SEED_VARIABLE} must be an integer, got {text!r}") from None
+    return np.random.default_rng([seed, int(salt)])
