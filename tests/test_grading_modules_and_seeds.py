@@ -62,7 +62,7 @@ REFERENCE = '''def _reference(features, out_features, seed):
     return state, lambda x: torch.sigmoid(gate(x)) * value(x)
 '''
 
-VISIBLE = '''_gate = Gate(5, 3).double()
+VISIBLE = '''_gate = Gate(5, 3)
 _state, _ref = _reference(5, 3, seed=0)
 _x, _g = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
 _probe = probe_module(_gate, _x, grad_output=_g, state_dict=_state)
@@ -74,7 +74,7 @@ HIDDEN = '''### BEGIN HIDDEN TESTS
 _x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
 _g = torch.randn(6, 2, dtype=torch.float64)
 _state, _ref = _reference(7, 2, seed=1)
-_probe = probe_module(Gate(7, 2).double(), _x, grad_output=_g, state_dict=_state)
+_probe = probe_module(Gate(7, 2), _x, grad_output=_g, state_dict=_state)
 _expected = _ref(_x)
 _expected.backward(_g)
 check_close("Gate output", _probe["output"], _expected)

@@ -150,11 +150,14 @@ def forbid_calls(names: Iterable[str] = DEFAULT_FORBIDDEN, task: str = "this tas
             setattr(owner, attribute, original)
 
 
-def probe_module(module, *inputs, grad_output=None, state_dict=None, training: bool = False, seed: int = 0) -> dict:
+def probe_module(module, *inputs, grad_output=None, state_dict=None, training: bool = False, seed: int = 0,
+                 dtype=None) -> dict:
     """Run ``module`` once and return what a check compares, as plain data.
 
     state_dict: weights loaded first with ``strict=True`` (names and shapes
     must match: this is how a check fixes the weights of a block you wrote);
+    the module is first converted to ``dtype``, by default the dtype of the
+    state_dict's floating-point tensors (so a float64 reference makes a float64 check);
     grad_output: when given, the output is back-propagated with it.
     ``training`` sets train or eval mode (batch norm, dropout); ``seed`` seeds
     torch first. The module and the inputs are used as given, except that
@@ -170,6 +173,10 @@ def probe_module(module, *inputs, grad_output=None, state_dict=None, training: b
 
     if not isinstance(module, torch.nn.Module):
         raise CheckFailed(f"expected a torch.nn.Module, got {type(module).__name__}")
+    if dtype is None and state_dict is not None:
+        dtype = next((v.dtype for v in state_dict.values() if torch.is_tensor(v) and v.is_floating_point()), None)
+    if dtype is not None:
+        module.to(dtype)
     if state_dict is not None:
         own = module.state_dict()
         missing = [k for k in state_dict if k not in own]
