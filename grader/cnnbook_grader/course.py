@@ -52,6 +52,7 @@ class Course:
     db_url: str = ""
     course_id: str = "cnnbook"
     source: str = "solutions"
+    release: str = "exercises"  # nbgrader's release folder: what students were given
 
     def __post_init__(self):
         self.root = Path(self.root).resolve()
@@ -63,6 +64,7 @@ class Course:
             directory = loaded.get("CourseDirectory", {})
             self.course_id = directory.get("course_id", self.course_id)
             self.source = directory.get("source_directory", self.source)
+            self.release = directory.get("release_directory", self.release)
             self.db_url = self.db_url or directory.get("db_url", "")
         self.db_url = self.db_url or f"sqlite:///{self.root / 'gradebook.db'}"
 
@@ -77,6 +79,10 @@ class Course:
 
     def notebooks(self, assignment) -> list[Path]:
         return sorted((self.root / self.source / assignment).glob("*.ipynb"))
+
+    def released(self, assignment) -> list[Path]:
+        """The student versions of the assignment's notebooks (nbgrader's release folder)."""
+        return sorted((self.root / self.release / assignment).glob("*.ipynb"))
 
     def students(self, assignment) -> list[str]:
         base = self.root / "submitted"
