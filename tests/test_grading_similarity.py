@@ -285,6 +285,10 @@ def corpus(course: Path) -> None:
     _write(course, "i1_plain_loops", extra, "conv_basics-Copy1.ipynb")
     _write(course, "i1_plain_loops", b'{"cells": [ not json', "broken.ipynb")
     _write(course, "u1_unreadable", b"")
+    _write(course, "e1_broken_code", build({
+        "correlate1d": "%timeit 1 + 1\n!ls\ndef correlate1d(signal, kernel):\n    out = np.zeros(len(signal)\n",
+        "correlate2d": "def correlate2d(image, kernel):\n  return image\n    ",
+        "convolve1d": "def convolve1d(signal, kernel):\n\treturn '\\x00' + \"unterminated\n"}))
     (course / "submitted" / "u2_nothing" / ASSIGNMENT).mkdir(parents=True)
     bad = build({"correlate1d": INJECTOR})
     _write(course, INJECTOR_NAME, bad)
@@ -359,6 +363,8 @@ def test_several_notebooks_and_unreadable_files(run):
     assert "not valid JSON" in skipped["i1_plain_loops/broken.ipynb"]
     assert "empty" in skipped["u1_unreadable/conv_basics.ipynb"]
     assert skipped["u2_nothing"] == "no notebook submitted"
+    broken = next(s for s in report.submissions if s.student == "e1_broken_code")  # read as far as it goes
+    assert any("correlate1d: tokenised up to line 4" in note for note in broken.notes), broken.notes
     i1 = next(s for s in report.submissions if s.student == "i1_plain_loops")
     assert sorted(f.label for f in i1.fragments) == sorted(
         f"{name} / {grade_id}" for name in ("conv_basics.ipynb", "conv_basics-Copy1.ipynb")

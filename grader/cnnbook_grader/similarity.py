@@ -74,12 +74,13 @@ class Token:
 
 def _raw_tokens(source: str) -> tuple[list[tokenize.TokenInfo], str]:
     """Python's tokens of ``source`` (magic lines blanked), and a note if it could not be read to the end."""
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    lines = ["" if line.lstrip().startswith(("%", "!")) and not line.lstrip().startswith("!=") else line
+             for line in source.splitlines()]
     out: list[tokenize.TokenInfo] = []
     try:
         for token in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
             out.append(token)
-    except (tokenize.TokenError, IndentationError, SyntaxError) as error:
+    except Exception as error:  # noqa: BLE001 - TokenError, IndentationError...: keep what was read
         return out, f"tokenised up to line {out[-1].start[0] if out else 0} ({error.__class__.__name__})"
     return out, ""
 
@@ -102,7 +103,7 @@ def _statements(raw: list[tokenize.TokenInfo]):
         if token.type == tokenize.NEWLINE or (token.type == tokenize.OP and token.string == ";"):
             yield statement
             statement = []
-        elif token.type not in _SKIPPED:
+        elif token.type not in _SKIPPED and (token.type != tokenize.ERRORTOKEN or token.string.strip()):
             statement.append(token)
     if statement:
         yield statement
@@ -263,7 +264,10 @@ def similarity(course: Course, assignment: str, output: Path | None = None, thre
     submissions: list[Submission] = []
     skipped: list[tuple[str, str]] = []
     for student in course.students(assignment):
-        paths = sorted(p for p in course.submitted(student, assignment).glob("*.ipynb") if p.is_file())
+        paths = sorted(course.submitted(student, assignment).glob("*.ipynb"))
+        for path in [p for p in paths if p.is_symlink() or not p.is_file()]:
+            skipped.append((f"{student}/{path.name}", "not a plain file"))
+        paths = [p for p in paths if p.is_file() and not p.is_symlink()]
         fragments, notes, readable = [], [], 0
         for path in paths:
             try:

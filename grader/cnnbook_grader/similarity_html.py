@@ -13,8 +13,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .side { width: 100%; table-layout: fixed; }
 .side td { width: 50%; }
 pre { margin: 0 0 1rem 0; font-size: 0.85rem; white-space: pre-wrap; overflow-wrap: anywhere; }
-pre span { display: block; }
-pre span.match { background: #ffe08a; }
+pre > span { display: block; }
+pre > span.match { background: #ffe08a; }
 .lineno { color: #888; user-select: none; }
 h3 { margin-top: 2rem; }
 .note { color: #555; max-width: 60rem; }
