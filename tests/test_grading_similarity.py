@@ -10,7 +10,6 @@ submitted the starter code only, and unreadable files. Pure Python, no sandbox.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 from pathlib import Path
@@ -435,3 +434,22 @@ def test_tokens_ignore_names_comments_docstrings_and_layout():
     # a cell that does not tokenise to the end gives what it could, and says so
     partial, note = tokens("x = np.zeros(3)\ny = (\n")
     assert [t.text for t in partial][:6] == ["V", "=", "V", ".", "zeros", "("] and "tokenised up to" in note
+
+
+def test_idioms_most_submissions_share_are_ignored(run, tmp_path):
+    # 8 of the 13 submissions open correlate1d with `<name> = np.asarray(signal, dtype=float)` right after
+    # the def line: more than half, so that line proves nothing and is not highlighted for p0 and p1.
+    course, report, _ = run
+    opening = 3  # the line after the def line and docstring of the instructor's correlate1d
+
+    def p0_lines(rep):
+        pair = next(p for p in rep.pairs if {p.a.student, p.b.student} == {"p0_original", "p1_renamed"})
+        p0 = pair.a if pair.a.student == "p0_original" else pair.b
+        index = next(i for i, f in enumerate(p0.fragments) if f.label.endswith("/ correlate1d"))
+        assert p0.fragments[index].source.splitlines()[opening - 1].strip().startswith("signal = np.asarray(")
+        return pair.lines(p0)[index]
+
+    assert report.settings["ignored_common"] > 0 and opening not in p0_lines(report)
+    everything = pipeline.similarity(pipeline.Course(course), ASSIGNMENT, output=tmp_path / "r.html",
+                                     common_fraction=1.0)
+    assert everything.settings["ignored_common"] == 0 and opening in p0_lines(everything)

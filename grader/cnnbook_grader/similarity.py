@@ -26,8 +26,9 @@ method of MOSS).
    Each fingerprint keeps the source lines its tokens came from.
 4. *Ignore* what proves nothing: every k-gram of the released notebooks'
    code (stubs, imports, visible tests), and fingerprints held by more than
-   ``common_fraction`` of the submissions (and by at least three): idioms
-   everyone writes.
+   ``common_fraction`` of the submissions and by at least ``COMMON_MIN``:
+   idioms everyone writes (in a small class, where three students with the
+   same code are most of it, nothing is ignored this way).
 5. *Score* each pair: shared fingerprints / the smaller of the two counts (1.0:
    one submission's answer code is contained in the other's). Pairs at or above
    ``threshold`` with at least ``min_shared`` shared fingerprints are flagged.
@@ -48,13 +49,14 @@ from .course import Course, atomic_write
 from .normalize import Unreadable, read_submission
 from .notebooks import nbgrader_meta, read
 
-__all__ = ["K", "W", "THRESHOLD", "COMMON_FRACTION", "MIN_SHARED", "Token", "tokens", "kgram_hashes", "winnow",
+__all__ = ["K", "W", "THRESHOLD", "COMMON_FRACTION", "COMMON_MIN", "MIN_SHARED", "Token", "tokens", "kgram_hashes", "winnow",
            "fingerprints", "Fragment", "Submission", "Pair", "Report", "similarity", "text_table"]
 
 K = 12  # tokens per k-gram
 W = 8  # window: any common run of W + K - 1 = 19 normalised tokens is found
 THRESHOLD = 0.5
 COMMON_FRACTION = 0.5
+COMMON_MIN = 5  # a fingerprint fewer submissions hold is never a "common idiom"
 MIN_SHARED = 8
 
 _KEPT_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist)
@@ -295,8 +297,8 @@ def similarity(course: Course, assignment: str, output: Path | None = None, thre
     for submission in submissions:
         for value in submission.prints:
             holders[value] = holders.get(value, 0) + 1
-    limit = max(2, common_fraction * len(submissions))
-    common = {value for value, count in holders.items() if count > limit}
+    common = {value for value, count in holders.items()
+              if count >= COMMON_MIN and count > common_fraction * len(submissions)}
     for submission in submissions:
         submission.prints = {h: p for h, p in submission.prints.items() if h not in common}
 
