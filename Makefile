@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Jupyter Book 1.x; -W turns every Sphinx warning into an error, -n checks every reference.
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help venv lab system-packages book test exercises clean-book clean collect grade feedback grades bench-grading
+.PHONY: help venv lab system-packages book test exercises clean-book clean collect grade feedback grades similarity bench-grading
 
 help:
 	@echo "make venv       create .venv with the pinned dependencies (make book and make test do it too)"
@@ -23,6 +23,7 @@ help:
 	@echo "make grade    [ASSIGNMENT=conv_basics] [GRADE_FLAGS=...]        sandboxed, parallel autograding"
 	@echo "make feedback [ASSIGNMENT=conv_basics]                          feedback/<student>/<assignment>/"
 	@echo "make grades   [ASSIGNMENT=conv_basics]                          grades-<assignment>.csv"
+	@echo "make similarity [ASSIGNMENT=conv_basics] [SIMILARITY_FLAGS=...] similarity-<assignment>.html: alike answers"
 
 venv: $(STAMP)
 
@@ -82,6 +83,10 @@ feedback: $(STAMP)
 
 grades: $(STAMP)
 	$(GRADING) export $(ASSIGNMENT)
+
+SIMILARITY_FLAGS ?=
+similarity: $(STAMP)
+	$(GRADING) similarity $(ASSIGNMENT) $(SIMILARITY_FLAGS)
 
 bench-grading: $(STAMP) system-packages
 	$(BIN)/python benchmarks/bench_grading.py

@@ -1,4 +1,4 @@
-"""Instructor commands: ``python -m cnnbook_grader {collect,grade,feedback,export,status} ...``.
+"""Instructor commands: ``python -m cnnbook_grader {collect,grade,feedback,export,similarity,status} ...``.
 
 Run them from the course folder (the one holding nbgrader_config.py), or pass
 ``--course``. Stock ``nbgrader`` commands keep working on the same folders and
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import pipeline
+from . import pipeline, similarity
 
 
 def _settings(args) -> pipeline.Settings:
@@ -49,6 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("assignment")
     e.add_argument("-o", "--output", type=Path, default=None, help="default: grades-<assignment>.csv")
 
+    m = commands.add_parser("similarity", help="pairs of submissions with unusually alike answer code (an HTML report)")
+    m.add_argument("assignment")
+    m.add_argument("--threshold", type=float, default=similarity.THRESHOLD,
+                   help=f"flag pairs whose score (shared fingerprints / the smaller count) is at least this "
+                        f"(default {similarity.THRESHOLD})")
+    m.add_argument("--min-shared", type=int, default=similarity.MIN_SHARED,
+                   help=f"and that share at least this many fingerprints (default {similarity.MIN_SHARED})")
+    m.add_argument("-k", type=int, default=similarity.K, help=f"tokens per k-gram (default {similarity.K})")
+    m.add_argument("-w", type=int, default=similarity.W, help=f"winnowing window (default {similarity.W})")
+    m.add_argument("--common", type=float, default=similarity.COMMON_FRACTION,
+                   help="ignore fingerprints more than this fraction of submissions hold "
+                        f"(default {similarity.COMMON_FRACTION})")
+    m.add_argument("-o", "--output", type=Path, default=None, help="default: similarity-<assignment>.html")
+
     s = commands.add_parser("status", help="one line per submission from the grading records")
     s.add_argument("assignment")
 
@@ -84,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         output = args.output or course.root / f"grades-{args.assignment}.csv"
         rows = pipeline.export(course, args.assignment, output)
         print(f"wrote {len(rows)} row(s) to {output}")
+        return 0
+    if args.command == "similarity":
+        report = pipeline.similarity(course, args.assignment, output=args.output, threshold=args.threshold,
+                                     k=args.k, w=args.w, common_fraction=args.common, min_shared=args.min_shared)
+        print(similarity.text_table(report))
         return 0
     if args.command == "status":
         for path in sorted(course.records(args.assignment).glob("*.json")):

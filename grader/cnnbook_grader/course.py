@@ -52,6 +52,7 @@ class Course:
     db_url: str = ""
     course_id: str = "cnnbook"
     source: str = "solutions"
+    release: str = "exercises"  # nbgrader's release folder: what students were given
     #: where feedback links a failed check's book section: ``c.CnnbookGrader.book_url`` in
     #: nbgrader_config.py (the published site), else the book built in the course folder, else none
     book_url: str = ""
@@ -66,6 +67,7 @@ class Course:
             directory = loaded.get("CourseDirectory", {})
             self.course_id = directory.get("course_id", self.course_id)
             self.source = directory.get("source_directory", self.source)
+            self.release = directory.get("release_directory", self.release)
             self.db_url = self.db_url or directory.get("db_url", "")
             self.book_url = self.book_url or loaded.get("CnnbookGrader", {}).get("book_url", "")
         if not self.book_url and (self.root / "_build" / "html" / "index.html").exists():
@@ -83,6 +85,10 @@ class Course:
 
     def notebooks(self, assignment) -> list[Path]:
         return sorted((self.root / self.source / assignment).glob("*.ipynb"))
+
+    def released(self, assignment) -> list[Path]:
+        """The student versions of the assignment's notebooks (nbgrader's release folder)."""
+        return sorted((self.root / self.release / assignment).glob("*.ipynb"))
 
     def students(self, assignment) -> list[str]:
         base = self.root / "submitted"

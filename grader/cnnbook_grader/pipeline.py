@@ -35,6 +35,7 @@ script needs:
 - :mod:`gradebook`   nbgrader's gradebook;
 - :mod:`feedback`    the feedback text and ``generate_feedback``;
 - :mod:`export`      ``export``: grades as CSV;
+- :mod:`similarity`  ``similarity``: pairs of unusually alike submissions, as an HTML report.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ from .export import export
 from .feedback import feedback_text, generate_feedback
 from .grade import grade
 from .gradebook import gradebook
+from .similarity import similarity
 from .submission import grade_submission
 from .verdicts import judge_code
 
 __all__ = ["SEVERITY", "STATUS_TEXT", "Course", "Settings", "assignment_lock", "atomic_write", "collect",
            "export", "feedback_text", "generate_feedback", "grade", "grade_submission", "gradebook",
-           "judge_code", "read_record", "submission_time"]
+           "judge_code", "read_record", "similarity", "submission_time"]
