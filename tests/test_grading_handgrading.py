@@ -12,7 +12,7 @@ API (what its web page calls): it must list both submissions as autograded with 
 scores, render alice's autograded notebook, and take a hand grade (1.5 / 2) and a comment for her
 written answer. ``export`` must then add the hand grade to her score and stop reporting her as
 waiting for a hand grade; nbgrader's HTML feedback must show the comment and the hand score, and so
-must the grader's own ``feedback.md``.
+must the grader's own ``feedback.md``. A re-grade keeps the hand grade.
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ class Formgrader:
 
 def formgrader_command(port: int, token: str) -> list[str]:
     """The README's command (``jupyter server`` in the course folder), on a loopback port with a known token."""
-    command = [sys.executable, "-m", "jupyter", "server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    command = [sys.executable, "-m", "jupyter", "server", "--ServerApp.root_dir=.", "--no-browser",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+               f"--IdentityProvider.token={token}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     return command
@@ -160,7 +161,7 @@ def formgrader(course, before, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hand_graded(course, formgrader):
-    """What the formgrader shows before the hand grade, the hand grade given through its API, and what it shows after."""
+    """What the formgrader shows before the hand grade, the hand grade given through its API, and after."""
     api, log = formgrader
     seen = {"assignments": api.json("GET", "/formgrader/api/assignments"),
             "submissions": api.json("GET", f"/formgrader/api/submissions/{ASSIGNMENT}"),
@@ -279,3 +280,14 @@ def test_feedback_shows_the_hand_grade_and_comment(course, hand_graded):
     report = (folder / "feedback.md").read_text()
     assert COMMENT in report and "1.5 / 2" in report, report
     assert "13.5 / 14" in report, report
+
+
+def test_a_regrade_keeps_the_hand_grade(course, formgrader, hand_graded):
+    api, _ = formgrader
+    results = pipeline.grade(course, ASSIGNMENT, students=["alice"], settings=SETTINGS)
+    assert [(r["status"], r["score"]) for r in results] == [("graded", CODE_POINTS)]
+    rows = export_rows(course, "grades-regraded.csv")
+    assert rows["alice"]["score"] == "13.5" and rows["alice"]["manual_grading_pending"] == "no"
+    submissions = api.json("GET", f"/formgrader/api/submissions/{ASSIGNMENT}")
+    submission = next(s for s in submissions if s["student"] == "alice")
+    assert submission["autograded"] and submission["score"] == pytest.approx(CODE_POINTS + 1.5), submission
