@@ -92,23 +92,63 @@ def feedback_text(result: dict, book_url: str = "") -> str:
 
 
 
+def hand_grades(course: Course, assignment: str) -> dict[str, str]:
+    """Per student, the report's section on the answers graded by hand (the formgrader's scores and comments)."""
+    from nbgrader.api import MissingEntry
+
+    from .gradebook import gradebook
+
+    sections = {}
+    with gradebook(course) as gb:
+        try:
+            submissions = gb.assignment_submissions(assignment)
+        except MissingEntry:
+            return {}
+        for submission in submissions:
+            lines = []
+            for notebook in submission.notebooks:
+                comments = {c.name: c.manual_comment for c in notebook.comments}
+                for grade in sorted(notebook.grades, key=lambda g: g.name):
+                    if grade.cell.cell_type == "code":
+                        continue
+                    score = ("not graded yet" if grade.manual_score is None and grade.auto_score is None
+                             else f"{grade.score:g} / {grade.max_score:g}")
+                    comment = (comments.get(grade.name) or "").replace("|", "\\|").replace("\n", " ")
+                    lines.append(f"| {notebook.name}.ipynb | {grade.name} | {score} | {comment} |")
+            if not lines:
+                continue
+            total = ("not final: an answer is not graded by hand yet" if submission.needs_manual_grade
+                     else f"{submission.score:g} / {submission.max_score:g}")
+            sections[submission.student.id] = "\n".join(
+                ["## Graded by hand", "", "| notebook | question | points | comment |", "|---|---|---|---|",
+                 *lines, "", f"- **Total score (automatic and by hand):** {total}", ""])
+    return sections
+
+
 def generate_feedback(course: Course, assignment: str) -> list[Path]:
-    """nbgrader's HTML feedback for every autograded notebook, plus the grader's report for every student."""
+    """nbgrader's HTML feedback for every autograded notebook, plus the grader's report for every student.
+
+    The report ends with the answers graded by hand in the formgrader (score and comment) and the total.
+    """
     written = []
     if any((course.root / "autograded").glob(f"*/{assignment}/*.ipynb")):
         process = run_nbgrader(["generate_feedback", assignment, "--force", f"--db={course.db_url}"], course.root)
         if process.returncode != 0:
             print(process.stdout + process.stderr, file=sys.stderr)
+    by_hand = hand_grades(course, assignment)
     for record_path in sorted(course.records(assignment).glob("*.json")):
         student = record_path.stem
         report = course.records(assignment) / f"{student}.md"
         target = course.root / "feedback" / student / assignment / "feedback.md"
+        record = json.loads(record_path.read_text())
         if report.exists():
-            atomic_write(target, report.read_text())
+            text = report.read_text()
         else:
-            record = json.loads(record_path.read_text())
-            atomic_write(target, f"# Feedback on {assignment} for {student}\n\n- **Status:** "
-                                 f"{STATUS_TEXT.get(record.get('status'), record.get('status'))}\n")
+            text = (f"# Feedback on {assignment} for {student}\n\n- **Status:** "
+                    f"{STATUS_TEXT.get(record.get('status'), record.get('status'))}\n")
+        if student in by_hand and record.get("status") not in ("grading", "failed"):
+            text = text.rstrip("\n") + "\n\n" + by_hand[student]
+        atomic_write(target, text)
         written.append(target)
     return written
 

@@ -90,7 +90,7 @@ def grade(course: Course, assignment: str, students: list[str] | None = None, se
             results = []
             for result in _run_jobs(jobs, settings):
                 write_result(course, result)
-                gradebook_write(gb, result)
+                gradebook_write(gb, result, course)
                 results.append(result)
                 if progress:
                     progress(result)

@@ -55,7 +55,28 @@ def gradebook_mark_grading(gb, assignment: str, student: str) -> None:
         gb.db.commit()
 
 
-def gradebook_write(gb, result: dict) -> None:
+def nbgrader_timestamp(course: Course, assignment: str, student: str) -> dt.datetime | None:
+    """The submission time nbgrader reads: ``submitted/<student>/<assignment>/timestamp.txt``, or None.
+
+    nbgrader's formgrader counts a submission as autograded only when the gradebook's timestamp equals
+    this one (``NbGraderAPI.get_autograded_students``); otherwise it lists it as *needs autograding*
+    and offers to run stock ``nbgrader autograde`` on it, outside the sandbox.
+    """
+    from nbgrader.utils import parse_utc
+
+    try:
+        text = (course.submitted(student, assignment) / "timestamp.txt").read_text().strip()
+        return parse_utc(text) if text else None
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
+def gradebook_write(gb, result: dict, course: Course | None = None) -> None:
+    """The result's automatic scores into the gradebook; hand grades (written answers) are left as they are.
+
+    With ``course``, the submission's gradebook timestamp is nbgrader's (:func:`nbgrader_timestamp`), so the
+    formgrader sees the submission as autograded; without, the result's timestamp.
+    """
     from nbgrader.api import MissingEntry
 
     assignment, student = result["assignment"], result["student"]
@@ -68,7 +89,9 @@ def gradebook_write(gb, result: dict) -> None:
         with warnings.catch_warnings():  # nbgrader's add_submission warns "not in session", harmlessly
             warnings.filterwarnings("ignore", message=".*not in session.*")
             submission = gb.add_submission(assignment, student)
-    if result.get("timestamp"):
+    if course is not None:
+        submission.timestamp = nbgrader_timestamp(course, assignment, student)
+    elif result.get("timestamp"):
         submission.timestamp = dt.datetime.fromisoformat(result["timestamp"]).astimezone(dt.timezone.utc).replace(tzinfo=None)
     review = result["status"] in ("flagged", "unreadable", "failed")
     for notebook in submission.notebooks:
