@@ -161,10 +161,12 @@ def test_hidden_check_feedback_shows_the_hint_but_no_values(tmp_path):
 
 
 def _hard_coded_conv_output_size(table: dict) -> str:
-    """A submission that returns a classmate's recorded answers and guesses elsewhere."""
+    """A submission that returns a classmate's recorded answers and says "does not fit" elsewhere."""
     return (f"_TABLE = {table!r}\n\n"
             "def conv_output_size(size, kernel, padding=0, stride=1, dilation=1):\n"
-            "    return _TABLE.get((size, kernel, padding, stride, dilation), 1)\n")
+            "    if (size, kernel, padding, stride, dilation) not in _TABLE:\n"
+            "        raise ValueError('the kernel does not fit')\n"
+            "    return _TABLE[(size, kernel, padding, stride, dilation)]\n")
 
 
 def test_hidden_inputs_differ_by_student_so_copied_numbers_fail(tmp_path):
