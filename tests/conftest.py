@@ -56,7 +56,13 @@ def built_book():
 
     from booksite import HTML, REPO
 
-    result = subprocess.run(["make", "-s", "book"], cwd=REPO, capture_output=True, text=True)
+    import hashlib
+
+    from filelock import FileLock
+
+    # one build at a time, should several test processes ask at once (pytest -n): the second finds it cached
+    with FileLock(os.path.join(os.environ.get("TMPDIR", "/tmp"), "cnnbook-book-" + hashlib.sha256(str(REPO).encode()).hexdigest()[:12] + ".lock")):
+        result = subprocess.run(["make", "-s", "book"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, f"make book failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     return HTML
 
@@ -96,7 +102,11 @@ def shared_oracle_cache(tmp_path_factory):
     """One oracle cache for the whole run: a recording depends only on the instructor notebook's
     content, the recording format and the student's seed, so every test course can reuse it."""
     previous = os.environ.get("CNNBOOK_ORACLE_CACHE")
-    os.environ["CNNBOOK_ORACLE_CACHE"] = str(tmp_path_factory.mktemp("oracle-cache"))
+    base = tmp_path_factory.getbasetemp()
+    # under pytest -n each worker has its own base; recordings are written atomically, so they share one
+    cache = (base.parent if base.name.startswith("popen-gw") else base) / "oracle-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["CNNBOOK_ORACLE_CACHE"] = str(cache)
     yield
     if previous is None:
         os.environ.pop("CNNBOOK_ORACLE_CACHE", None)

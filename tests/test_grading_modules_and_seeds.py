@@ -116,22 +116,40 @@ def with_answer(source_nb, grade_id: str, code: str):
     return nb
 
 
-def test_module_answers_are_graded_by_probing_them_outside_the_test_code(tmp_path):
-    source = module_course(tmp_path)
+WRONG_GRADIENT = ("class _Straight(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, y):\n"
+                  "        return y.clone()\n\n    @staticmethod\n    def backward(ctx, g):\n        return 2 * g\n\n\n"
+                  + MODULE_SOLUTION.replace("return torch.sigmoid(self.gate(x)) * self.value(x)",
+                                            "return _Straight.apply(torch.sigmoid(self.gate(x)) * self.value(x))"))
+
+
+@pytest.fixture(scope="module")
+def gate_round(tmp_path_factory):
+    """One grading round of the module assignment: five students."""
+    root = tmp_path_factory.mktemp("gate-course")
+    source = module_course(root)
     solution = read(source)
-    correct = with_answer(solution, "gate", MODULE_SOLUTION)
-    wrong = with_answer(solution, "gate", MODULE_SOLUTION.replace("torch.sigmoid(self.gate(x))",
-                                                                  "torch.tanh(self.gate(x))"))
-    renamed = with_answer(solution, "gate", MODULE_SOLUTION.replace("self.gate", "self.gate_layer"))
-    stub = with_answer(solution, "gate", "class Gate(nn.Module):\n    pass\n")
-    for student, nb in {"correct": correct, "wrong": wrong, "renamed": renamed, "stub": stub}.items():
-        submit(tmp_path, "gate", student, nb)
-    oracle = json.loads((oracle_for(source, tmp_path / "cache") / "oracle.json").read_text())
+    answers = {
+        "correct": MODULE_SOLUTION,
+        "wrong": MODULE_SOLUTION.replace("torch.sigmoid(self.gate(x))", "torch.tanh(self.gate(x))"),
+        "renamed": MODULE_SOLUTION.replace("self.gate", "self.gate_layer"),
+        "stub": "class Gate(nn.Module):\n    pass\n",
+        "wrong_gradient": WRONG_GRADIENT,  # right output, wrong backward pass
+    }
+    for student, code in answers.items():
+        submit(root, "gate", student, with_answer(solution, "gate", code))
+    results = {r["student"]: r for r in pipeline.grade(pipeline.Course(root), "gate", settings=SETTINGS)}
+    return {"root": root, "source": source, "results": results,
+            "cells": {s: r["notebooks"]["gate.ipynb"]["cells"] for s, r in results.items()}}
+
+
+def test_module_checks_are_recorded_as_probes(gate_round):
+    oracle = json.loads((oracle_for(gate_round["source"], gate_round["root"] / "cache") / "oracle.json").read_text())
     assert all(cell["gradable"] for cell in oracle["cells"].values()), oracle["cells"]
     assert any(call.get("method") == "probe_module" for call in oracle["cells"]["test_gate_hidden"]["calls"])
 
-    results = {r["student"]: r for r in pipeline.grade(pipeline.Course(tmp_path), "gate", settings=SETTINGS)}
-    cells = {s: r["notebooks"]["gate.ipynb"]["cells"] for s, r in results.items()}
+
+def test_module_answers_are_graded_by_probing_them_outside_the_test_code(gate_round):
+    results, cells = gate_round["results"], gate_round["cells"]
     assert results["correct"]["score"] == 5, cells["correct"]
     assert results["wrong"]["score"] == 0, cells["wrong"]
     assert "Gate output" in cells["wrong"]["test_gate_visible"]["message"]
@@ -144,17 +162,10 @@ def test_module_answers_are_graded_by_probing_them_outside_the_test_code(tmp_pat
     assert "hidden check" in hidden and "tensor (6, 7)" in hidden, hidden
 
 
-def test_hidden_check_feedback_shows_the_hint_but_no_values(tmp_path):
-    source = module_course(tmp_path)
-    # right output, wrong gradient: only the gradient check (which has a hint) fails
-    wrong_grad = MODULE_SOLUTION.replace("return torch.sigmoid(self.gate(x)) * self.value(x)",
-                                         "return _Straight.apply(torch.sigmoid(self.gate(x)) * self.value(x))")
-    wrong_grad = ("class _Straight(torch.autograd.Function):\n    @staticmethod\n    def forward(ctx, y):\n"
-                  "        return y.clone()\n\n    @staticmethod\n    def backward(ctx, g):\n        return 2 * g\n\n\n"
-                  + wrong_grad)
-    submit(tmp_path, "gate", "dana", with_answer(read(source), "gate", wrong_grad))
-    (result,) = pipeline.grade(pipeline.Course(tmp_path), "gate", settings=SETTINGS)
-    cell = result["notebooks"]["gate.ipynb"]["cells"]["test_gate_hidden"]
+def test_hidden_check_feedback_shows_the_hint_but_no_values(gate_round):
+    cells = gate_round["cells"]["wrong_gradient"]
+    assert cells["test_gate_visible"]["passed"]  # the output is right
+    cell = cells["test_gate_hidden"]
     assert not cell["passed"]
     assert "the gate's sigmoid multiplies the value branch" in cell["message"], cell["message"]
     assert "gradient with respect to x" not in cell["message"]  # the hidden check's own text stays hidden
@@ -183,10 +194,15 @@ def test_hidden_inputs_differ_by_student_so_copied_numbers_fail(tmp_path):
     table = {}
     for cell in recorded["cells"].values():
         for call in cell["calls"]:
-            if call["name"] == "conv_output_size" and all(spec[0] == "json" for spec in call["args"]):
+            specs = call["args"] + list(call["kwargs"].values())
+            if call["name"] == "conv_output_size" and all(spec[0] == "json" for spec in specs):
                 answer = json.loads((alice / "expected" / f"{call['key']}.json").read_text()).get("result")
                 if answer and answer[0] == "json":
-                    table[tuple(spec[1] for spec in call["args"])] = answer[1]
+                    given = dict(zip(["size", "kernel", "padding", "stride", "dilation"], (a[1] for a in call["args"])))
+                    given |= {name: spec[1] for name, spec in call["kwargs"].items()}
+                    key = tuple(given.get(n, d) for n, d in
+                                [("size", None), ("kernel", None), ("padding", 0), ("stride", 1), ("dilation", 1)])
+                    table[key] = answer[1]
     assert len(table) >= 10
 
     release = read(REPO_ROOT / "exercises" / assignment / f"{assignment}.ipynb")
