@@ -145,8 +145,8 @@ class FaceDetections:
 
     boxes: (K, 4) ``xyxy`` pixels; scores: (K,) O-Net's face probability; landmarks: (K, 5, 2) ``(x, y)`` pixels
     (left eye, right eye, nose, left and right mouth corner). stages: stage name -> ``(boxes (M, 4), scores (M,))``
-    after that stage: ``"P-Net windows"`` (all scales, over the threshold), ``"P-Net after NMS"``, ``"R-Net"``,
-    ``"O-Net"``. scales: the pyramid's scales.
+    after that stage: ``"P-Net windows"`` (all scales, over the threshold, before any NMS), ``"P-Net after NMS"``
+    (within and across scales, shifted and squared), ``"R-Net"``, ``"O-Net"``. scales: the pyramid's scales.
 
     Book: "Detection and segmentation", section "MTCNN: a cascade that proposes, then refines" (``book/detection.md``).
     """
@@ -218,7 +218,7 @@ def detect_faces(image, nets=None, min_face: float = 20.0, factor: float = 0.709
     stages, scales = {}, image_pyramid_scales(height, width, min_face, factor)
 
     # Stage 1: P-Net over the pyramid; a cell (i, j) at scale s is the window (2j, 2i, 2j + 12, 2i + 12) / s.
-    found = []  # (boxes, scores, offsets) per scale
+    found, windows = [], []  # per scale: (boxes, scores, offsets) after NMS; (boxes, scores) before
     for scale in scales:
         resized = torch.nn.functional.interpolate(pixels, size=(int(height * scale + 1), int(width * scale + 1)),
                                                   mode="area")
@@ -227,10 +227,12 @@ def detect_faces(image, nets=None, min_face: float = 20.0, factor: float = 0.709
         corners = torch.stack([columns, rows], dim=1).to(torch.float32) * 2
         boxes = torch.cat([corners, corners + 12], dim=1) / scale
         scores, offsets = probability[0, rows, columns], offsets[0][:, rows, columns].T
+        windows.append((boxes, scores))
         keep = nms(boxes, scores, nms_thresholds[0])
         found.append((boxes[keep], scores[keep], offsets[keep]))
+    stages["P-Net windows"] = tuple(torch.cat(parts).numpy() for parts in zip(*windows)) if windows else (
+        np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
     boxes, scores, offsets = (torch.cat(parts) for parts in zip(*found)) if found else (torch.zeros(0, 4),) * 3
-    stages["P-Net windows"] = (boxes.numpy().copy(), scores.numpy().copy())
     keep = nms(boxes, scores, nms_thresholds[1])
     boxes, scores = _square(_shift_sides(boxes[keep], offsets[keep])), scores[keep]
     stages["P-Net after NMS"] = (boxes.numpy().copy(), scores.numpy().copy())
