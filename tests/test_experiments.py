@@ -39,3 +39,27 @@ def test_the_committed_degradation_log_has_every_model_and_several_seeds():
     assert set(seeds) == {"plain20", "resnet20", "plain56", "resnet56"}
     assert all(len(model_seeds) >= 2 for model_seeds in seeds.values()), seeds
     assert log["command"].startswith("OMP_NUM_THREADS=1 .venv/bin/python experiments/degradation.py")
+
+
+@pytest.mark.slow
+def test_detection_script_runs_a_tiny_experiment_and_logs_it(tmp_path):
+    detection = _load("detection")
+    out = tmp_path / "log.json"
+    detection.main(["--train-size", "24", "--unet-train-size", "16", "--test-size", "8", "--detector-epochs", "2",
+                    "--unet-epochs", "1", "--fcn-epochs", "1", "--window", "1", "--out", str(out)])
+    log = json.loads(out.read_text())
+    assert len(log["detector"]["test_map50"]) == 2 and len(log["detector"]["loss"]) == 2  # 24 / 32: 1 step per epoch
+    assert all(0.0 <= value <= 1.0 for value in log["detector"]["test_map50"])
+    assert set(log["unet"]) == {"with_skips", "without_skips"} and len(log["unet"]["with_skips"]["test_miou"]) == 1
+    assert len(log["fcn"]["test_miou"]) == 1 and log["settings"]["train_size"] == 24
+
+
+def test_the_committed_detection_log_is_complete():
+    log = json.loads((REPO / "book" / "data" / "detection.json").read_text())
+    assert log["command"].startswith("OMP_NUM_THREADS=1 .venv/bin/python experiments/detection.py")
+    settings = log["settings"]
+    assert len(log["detector"]["test_map50"]) == settings["detector_epochs"] >= 10
+    for key in ("with_skips", "without_skips"):
+        assert len(log["unet"][key]["test_miou"]) == settings["unet_epochs"]
+    assert len(log["fcn"]["test_miou"]) == settings["fcn_epochs"]
+    assert settings["train_size"] >= 4000

@@ -15,6 +15,8 @@ Where to find what:
 - :mod:`cnnbook.detection.roi`            ``roi_pool`` and ``roi_align`` on torch tensors, hand-written backward
 - :mod:`cnnbook.detection.metrics`        average precision, mean AP; confusion matrix, pixel accuracy, class IoU, mean IoU
 - :mod:`cnnbook.detection.synthetic`      ``make_scenes``: Fashion-MNIST objects on texture photographs, exact boxes and masks
+- :mod:`cnnbook.detection.models`         a YOLO-style ``GridDetector`` (targets, loss, decoding), ``UNet``, ``FCNHead``, ``train_steps``
+- :mod:`cnnbook.detection.mtcnn`          MTCNN's P-, R- and O-Net with pretrained weights, and the cascade ``detect_faces``
 """
 
 from .anchors import BBOX_XFORM_CLIP, decode_boxes, encode_boxes, grid_anchors
@@ -28,6 +30,19 @@ from .metrics import (
     mean_iou,
     pixel_accuracy,
 )
+from .models import (
+    FCNHead,
+    GridDetector,
+    UNet,
+    bilinear_kernel,
+    detect,
+    mobilenet_v2_features,
+    train_steps,
+    yolo_activate,
+    yolo_loss,
+    yolo_targets,
+)
+from .mtcnn import FaceDetections, ONet, PNet, RNet, detect_faces, image_pyramid_scales, load_mtcnn
 from .nms import batched_nms, nms
 from .roi import RoIAlignFunction, RoIPoolFunction, boxes_to_rois, roi_align, roi_pool
 from .roi_reference import roi_align_backward, roi_align_forward, roi_pool_backward, roi_pool_forward, round_half_away
@@ -67,6 +82,25 @@ __all__ = [
     # data
     "make_scenes",
     "Scenes",
+    # trainable models
+    "GridDetector",
+    "yolo_targets",
+    "yolo_loss",
+    "yolo_activate",
+    "detect",
+    "UNet",
+    "FCNHead",
+    "bilinear_kernel",
+    "mobilenet_v2_features",
+    "train_steps",
+    # MTCNN
+    "PNet",
+    "RNet",
+    "ONet",
+    "load_mtcnn",
+    "detect_faces",
+    "FaceDetections",
+    "image_pyramid_scales",
     # constants
     "FORMATS",
     "BBOX_XFORM_CLIP",

@@ -40,7 +40,7 @@ def grid_anchors(feature_size, stride, sizes, aspect_ratios) -> np.ndarray:
     Returns anchors: (H * W * R * S, 4) float64, cell by cell (row-major), within
     a cell ratio by ratio and, within a ratio, size by size.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Anchors and box codes" (``book/detection.md``).
     """
     height, width = (int(v) for v in feature_size)
     stride_h, stride_w = (stride, stride) if np.isscalar(stride) else stride
@@ -79,7 +79,7 @@ def encode_boxes(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
     Returns codes: (N, 4). Faster R-CNN uses weights ``(1, 1, 1, 1)`` for the
     region proposals and ``(10, 10, 5, 5)`` for the final boxes.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Anchors and box codes" (``book/detection.md``).
     """
     boxes, anchors = _check_pair(boxes, anchors, ("boxes", "anchors"), "encode_boxes")
     wx, wy, ww, wh = weights
@@ -94,7 +94,7 @@ def decode_boxes(codes, anchors, weights=(1.0, 1.0, 1.0, 1.0), clip: float = BBO
     codes: (N, 4) ``(dx, dy, dw, dh)``; anchors: (N, 4) ``xyxy``; ``dw / w_w`` and ``dh / w_h`` are clipped at ``clip``.
     Returns boxes: (N, 4) ``xyxy``.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Anchors and box codes" (``book/detection.md``).
     """
     codes, anchors = _check_pair(codes, anchors, ("codes", "anchors"), "decode_boxes")
     wx, wy, ww, wh = weights

@@ -39,7 +39,7 @@ def box_convert(boxes, in_fmt: str, out_fmt: str):
     boxes: (..., 4) in ``in_fmt``. Returns (..., 4) in ``out_fmt`` (a new array or tensor).
     Goes through ``xyxy``: ``x2 = x1 + w``, ``x1 = cx - w / 2``, ``cx = (x1 + x2) / 2``, ``w = x2 - x1``.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Boxes and intersection over union" (``book/detection.md``).
     """
     for fmt in (in_fmt, out_fmt):
         if fmt not in FORMATS:
@@ -63,7 +63,7 @@ def box_area(boxes):
 
     boxes: (..., 4), ``x1 <= x2`` and ``y1 <= y2`` (a flat box has area 0). Returns (...).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Boxes and intersection over union" (``book/detection.md``).
     """
     boxes = check_boxes(boxes, "box_area")
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
@@ -78,7 +78,7 @@ def box_iou(boxes1, boxes2):
     an edge have IoU 0. Two flat (zero-area) boxes have union 0 and IoU NaN,
     as in ``torchvision.ops.box_iou``.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Boxes and intersection over union" (``book/detection.md``).
     """
     boxes1 = check_boxes(boxes1, "box_iou", "boxes1", ndim=2)
     boxes2 = check_boxes(boxes2, "box_iou", "boxes2", ndim=2)

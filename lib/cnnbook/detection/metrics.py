@@ -43,7 +43,7 @@ def match_detections(detections, ground_truths, iou_threshold: float = 0.5):
     Returns ``(scores, is_true_positive, number_of_ground_truths)``: (P,) scores in decreasing order,
     (P,) bool, and ``sum_i G_i``.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Average precision" (``book/detection.md``).
     """
     if len(detections) != len(ground_truths):
         raise ValueError(f"match_detections: {len(detections)} images of detections but "
@@ -75,7 +75,7 @@ def average_precision(detections, ground_truths, iou_threshold: float = 0.5) -> 
 
     Arguments as :func:`match_detections`. Returns AP in [0, 1]; NaN when the class has no ground truth.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Average precision" (``book/detection.md``).
     """
     _, hits, total = match_detections(detections, ground_truths, iou_threshold)
     if total == 0:
@@ -94,7 +94,7 @@ def mean_average_precision(predictions, targets, num_classes: int, iou_threshold
     targets: list over images of ``(boxes (G_i, 4), labels (G_i,))``; labels in ``[0, num_classes)``.
     Returns ``(mAP, ap)``: the mean over classes with ground truth, and ap: (num_classes,) (NaN: no ground truth).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Average precision" (``book/detection.md``).
     """
     if len(predictions) != len(targets):
         raise ValueError(f"mean_average_precision: {len(predictions)} images of predictions, {len(targets)} of targets")
@@ -114,7 +114,7 @@ def confusion_matrix(predicted, target, num_classes: int, ignore_index: int | No
     predicted, target: integer label maps of one shape, e.g. (N, H, W), NumPy or torch.
     Pixels whose target equals ``ignore_index`` are not counted. Returns (K, K) int64, K = num_classes.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Semantic segmentation and mean IoU" (``book/detection.md``).
     """
     predicted, target = _numpy(predicted), _numpy(target)
     if predicted.shape != target.shape:
@@ -133,7 +133,7 @@ def pixel_accuracy(predicted, target, num_classes: int, ignore_index: int | None
 
     predicted, target: label maps of one shape. Returns a float in [0, 1].
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Semantic segmentation and mean IoU" (``book/detection.md``).
     """
     matrix = confusion_matrix(predicted, target, num_classes, ignore_index)
     return float(np.trace(matrix) / matrix.sum()) if matrix.sum() else float("nan")
@@ -144,7 +144,7 @@ def class_iou(predicted, target, num_classes: int, ignore_index: int | None = No
 
     predicted, target: label maps of one shape. Returns (K,) float64, NaN for a class in neither.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Semantic segmentation and mean IoU" (``book/detection.md``).
     """
     matrix = confusion_matrix(predicted, target, num_classes, ignore_index).astype(np.float64)
     intersection = np.diag(matrix)
@@ -158,7 +158,7 @@ def mean_iou(predicted, target, num_classes: int, ignore_index: int | None = Non
 
     predicted, target: label maps of one shape. Returns a float in [0, 1] (NaN when nothing is counted).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Semantic segmentation and mean IoU" (``book/detection.md``).
     """
     iou = class_iou(predicted, target, num_classes, ignore_index)
     return float(np.nanmean(iou)) if not np.all(np.isnan(iou)) else float("nan")

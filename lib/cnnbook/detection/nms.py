@@ -62,7 +62,7 @@ def nms(boxes, scores, iou_threshold: float):
     Returns keep: (K,) int64 indices into ``boxes``, sorted by decreasing score
     (ties: lower index first), as ``torchvision.ops.nms``.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Non-maximum suppression" (``book/detection.md``).
     """
     boxes = _check_scores(boxes, scores, "nms")
     return _greedy(boxes, scores, iou_threshold)
@@ -77,7 +77,7 @@ def batched_nms(boxes, scores, idxs, iou_threshold: float):
     class's boxes apart by ``max coordinate + 1``, which separates classes only
     for non-negative coordinates; here the classes are kept apart by a mask.)
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Non-maximum suppression" (``book/detection.md``).
     """
     boxes = _check_scores(boxes, scores, "batched_nms", idxs)
     same_group = idxs[:, None] == idxs[None, :]

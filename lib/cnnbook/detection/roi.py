@@ -35,7 +35,7 @@ __all__ = ["roi_pool", "roi_align", "RoIPoolFunction", "RoIAlignFunction", "boxe
 def boxes_to_rois(boxes) -> torch.Tensor:
     """One ``(K, 5)`` tensor from a list of per-image ``(L_i, 4)`` box tensors (image index first).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     for i, b in enumerate(boxes):
         if b.dim() != 2 or b.shape[1] != 4:
@@ -88,7 +88,7 @@ def _axis_matrix(start, length, pooled: int, grid, size: int) -> torch.Tensor:
 class RoIAlignFunction(torch.autograd.Function):
     """RoIAlign. x: (N, C, H, W), rois: (K, 5) -> out: (K, C, PH, PW); gradient for x only.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
 
     @staticmethod
@@ -128,7 +128,7 @@ def roi_align(x, rois, output_size, spatial_scale: float = 1.0, sampling_ratio: 
     x: (N, C, H, W); rois: (K, 5) or a list of (L_i, 4); output_size: PH or (PH, PW).
     Returns out: (K, C, PH, PW).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     return RoIAlignFunction.apply(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
 
@@ -159,7 +159,7 @@ def _gather_bins(first, last, size: int):
 class RoIPoolFunction(torch.autograd.Function):
     """RoI max pooling. x: (N, C, H, W), rois: (K, 5) -> out: (K, C, PH, PW); gradient for x only.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
 
     @staticmethod
@@ -210,6 +210,6 @@ def roi_pool(x, rois, output_size, spatial_scale: float = 1.0):
     x: (N, C, H, W); rois: (K, 5) or a list of (L_i, 4); output_size: PH or (PH, PW).
     Returns out: (K, C, PH, PW); a bin wholly outside the feature map is 0.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     return RoIPoolFunction.apply(x, rois, output_size, spatial_scale)

