@@ -8,7 +8,7 @@ runs with several seeds (the seed picks the labelled examples and initialises th
 - ``faces``: scikit-image's ``lfw_subset``, faces against other crops; MobileNet v2 at 64 x 64;
 - ``digits``: scikit-learn's digits drawn like MNIST, from a small CNN pretrained on 4,000 MNIST digits;
 - ``fashion``: Fashion-MNIST, ImageNet features (linear probe) against a small CNN from scratch,
-  up to 500 labels per class (the negative case).
+  up to 300 labels per class (the negative case).
 
 Every strategy runs at every number of labels, except the costly ``full`` and ``gradual``, which run at
 ``--finetune-labels`` only (10 per class by default).
@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--labels", type=int, nargs="+", default=[5, 10, 20], help="labels per class")
     parser.add_argument("--finetune-labels", type=int, nargs="+", default=[10],
                         help="labels per class at which the costly 'full' and 'gradual' strategies run")
-    parser.add_argument("--fashion-labels", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--fashion-labels", type=int, nargs="+", default=[10, 100, 300])
     parser.add_argument("--fashion-test", type=int, default=2000, help="Fashion-MNIST test images (the first ones)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run (fashion: at least 4 epochs)")

@@ -16,6 +16,8 @@ section that derives it):
 - :mod:`cnnbook.data`         offline data sets with checksums, splits and loaders
 - :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars
 - :mod:`cnnbook.augment`      mixup and CutMix
+- :mod:`cnnbook.transfer`     ImageNet class names and top-k, Grad-CAM, freezing / unfreezing helpers, discriminative
+  learning rates, linear probes, the transfer chapter's tasks (textures split by region, faces, digits) and strategies
 - :mod:`cnnbook.viz`          animations the chapters embed (sliding window, receptive field, max-pool backward)
 - :mod:`cnnbook.grading`      the checks exercise notebooks call, and the instructor's grading pipeline
 """
