@@ -63,3 +63,25 @@ def test_the_committed_detection_log_is_complete():
         assert len(log["unet"][key]["test_miou"]) == settings["unet_epochs"]
     assert len(log["fcn"]["test_miou"]) == settings["fcn_epochs"]
     assert settings["train_size"] >= 4000
+def test_transfer_script_runs_a_tiny_experiment_and_logs_it(tmp_path):
+    script = _load("transfer")
+    out = tmp_path / "transfer.json"
+    script.main(["--tiny", "--tasks", "faces", "fashion", "--strategies", "scratch", "probe", "full",
+                 "--labels", "5", "--seeds", "0", "--out", str(out)])
+    log = json.loads(out.read_text())
+    assert {(run["task"], run["strategy"]) for run in log["runs"]} == {
+        ("faces", "scratch"), ("faces", "probe"), ("faces", "full"), ("fashion", "scratch"), ("fashion", "probe")}
+    assert all(0.0 <= run["accuracy"] <= 1.0 for run in log["runs"])
+    assert log["settings"]["tiny"] is True
+
+
+def test_the_committed_transfer_log_has_every_task_strategy_and_several_seeds():
+    log = json.loads((REPO / "book" / "data" / "transfer.json").read_text())
+    seeds = {}
+    for run in log["runs"]:
+        seeds.setdefault((run["task"], run["strategy"], run["per_class"]), set()).add(run["seed"])
+    assert {task for task, _, _ in seeds} == {"textures", "faces", "digits", "fashion"}
+    assert {strategy for task, strategy, _ in seeds if task == "textures"} == {
+        "scratch", "probe", "last_blocks", "full", "gradual"}
+    assert all(len(s) >= 3 for s in seeds.values()), seeds
+    assert log["command"].startswith("OMP_NUM_THREADS=1 .venv/bin/python experiments/transfer.py")

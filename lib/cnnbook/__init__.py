@@ -16,6 +16,8 @@ section that derives it):
 - :mod:`cnnbook.data`         offline data sets with checksums, splits and loaders
 - :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars
 - :mod:`cnnbook.augment`      mixup and CutMix
+- :mod:`cnnbook.transfer`     ImageNet class names and top-k, Grad-CAM, freezing / unfreezing helpers, discriminative
+  learning rates, linear probes, the transfer chapter's tasks (textures split by region, faces, digits) and strategies
 - :mod:`cnnbook.viz`          animations the chapters embed (sliding window, receptive field, max-pool backward)
 - :mod:`cnnbook.checks`       the checks exercise notebooks call (readable failures, forbidden calls); the
   instructor's grading pipeline is a separate package, ``cnnbook_grader`` (``grader/``)
