@@ -116,6 +116,8 @@ def _targets(dotted: str) -> list[tuple[object, str]]:
             if callable(getattr(module, name, None)) and not isinstance(getattr(module, name), type)
         ]
     module_name, _, attribute = dotted.rpartition(".")
+    if not module_name:  # a top-level module that is not installed: nothing to forbid
+        return []
     try:
         owner = importlib.import_module(module_name)
     except ImportError:
