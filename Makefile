@@ -54,8 +54,12 @@ book: $(STAMP)
 system-packages:
 	@bash tools/install-system-packages.sh
 
+# Two test processes on a 2-core machine (pytest-xdist): a test mostly waits on one kernel or
+# sandbox, so a second process uses the second core. Each file stays in one process (its
+# module-scoped fixtures, such as an assignment's grading round, run once). PYTEST_FLAGS= runs serially.
+PYTEST_FLAGS ?= -n auto --dist loadfile
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 exercises: $(STAMP)
 	$(BIN)/python -m cnnbook_grader.release --all
