@@ -189,7 +189,7 @@ class Runner:
                 if outcome["status"] in ("ok", "error"):
                     self.replay.append(source)
             for call in cell.get("calls", []):
-                request = {k: call.get(k) for k in ("key", "name", "target", "args", "kwargs", "mode")}
+                request = {k: call.get(k) for k in ("key", "name", "target", "method", "args", "kwargs", "mode")}
                 code = CALL.format(request=json.dumps(request), forbid=call.get("forbid") or [],
                                    task=call.get("name") or "this task")
                 self.materialise(call)

@@ -94,7 +94,7 @@ def grade_notebook(spec: dict) -> dict:
             for path in (oracle_dir / "in").glob(f"{call['key']}_*.npy"):
                 files[path.name] = base64.b64encode(path.read_bytes()).decode()
             forbid = list(info.get("forbid") or [])
-            entry["calls"].append({**{k: call.get(k) for k in ("key", "name", "target", "args", "kwargs", "mode")},
+            entry["calls"].append({**{k: call.get(k) for k in ("key", "name", "target", "method", "args", "kwargs", "mode")},
                                    "files": files, "forbid": forbid})
         job_cells.append(entry)
     job = {"cells": job_cells, "cell_timeout": settings.cell_timeout, "call_timeout": settings.call_timeout}
