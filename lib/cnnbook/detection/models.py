@@ -14,11 +14,15 @@ All models take ``(N, C, S, S)`` images with ``S`` a multiple of 8 and are devic
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+# The plain text bar, not tqdm.auto's notebook widget: the widget needs JavaScript from a CDN
+# that the offline book does not load (see cnnbook.train).
+from tqdm.std import tqdm
 
 from .yolo import decode_yolo_grid
 
@@ -237,7 +241,7 @@ def train_steps(model, loss_fn, inputs, targets, epochs: int, batch_size: int = 
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
     losses = []
-    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress, mininterval=5)
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress, mininterval=5, file=sys.stdout)
     model.train()
     for epoch in range(epochs):
         model.train()
