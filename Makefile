@@ -54,10 +54,10 @@ book: $(STAMP)
 system-packages:
 	@bash tools/install-system-packages.sh
 
-# Two test processes on a 2-core machine (pytest-xdist): a test mostly waits on one kernel or
-# sandbox, so a second process uses the second core. Each file stays in one process (its
-# module-scoped fixtures, such as an assignment's grading round, run once). PYTEST_FLAGS= runs serially.
-PYTEST_FLAGS ?= -n auto --dist loadfile
+# One test process by default. PYTEST_FLAGS="-n auto --dist loadfile" runs two (pytest-xdist, a
+# file per process): 28-31 min instead of about 45 on 2 cores, but in one of two such runs the
+# training assignment's grading round failed under the extra contention, so it is not the default yet.
+PYTEST_FLAGS ?=
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
