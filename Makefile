@@ -45,9 +45,11 @@ lab: $(STAMP)
 # tiny models, for which extra threads cost more than they give (and a busy
 # 2-core machine slowed them tenfold). Progress bars redraw at most once a
 # minute, so the static page shows a bar's first and final state, not every step.
+# tools/build_book.py is `jupyter-book build` with chapters executed in BOOK_JOBS processes
+# (default: one per core, at most 4); BOOK_JOBS=1 builds exactly as `jupyter-book build`.
 book: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} TQDM_MININTERVAL=$${TQDM_MININTERVAL:-60} \
-		$(BIN)/jupyter-book build . --builder html $(BOOK_FLAGS)
+		$(BIN)/python tools/build_book.py . --builder html $(BOOK_FLAGS)
 	@echo "Open _build/html/index.html"
 
 # Debian packages some tests need (browser, database, sandbox): installed when missing.

@@ -124,8 +124,10 @@ def monkeypatch_module():
 
 
 def summary(r) -> str:
-    return json.dumps({name: {g: c["message"] for g, c in nb["cells"].items() if not c["passed"]}
-                       for name, nb in r["notebooks"].items()}, indent=1)[:3000]
+    """What went wrong, for the assertion message: the reasons (a grader error says which) and the failed checks."""
+    return json.dumps({"status": r["status"], "reasons": r["reasons"],
+                       "failed checks": {name: {g: c["message"] for g, c in nb["cells"].items() if not c["passed"]}
+                                         for name, nb in r["notebooks"].items()}}, indent=1)[:3000]
 
 
 def test_correct_solution_scores_full_marks(graded):
