@@ -27,12 +27,14 @@ within 1.5x (geometric mean over the shapes), the library's models at least
 on one recent GPU; progress lines carry the time since the start.
 
 Without CUDA it stops at once with a non-zero exit status. ``--dry-run`` runs
-every stage on the CPU instead, with tiny sizes (batch 2, 64 x 64 images,
-one timed step), float32 and bfloat16 (CPU autocast), and runs the test
-stage as ``pytest -m cuda --collect-only -q``, which checks the selection
-without running it (CUDA cases are skipped on the CPU anyway). It writes to a
-temporary folder unless --output is given, and its numbers mean nothing: it
-exists so that every code path runs before a GPU is borrowed.
+every stage on the CPU instead, with tiny sizes (batch 2, 8 x 8 layer inputs,
+32 x 32 images, one timed step), float32 and bfloat16 (CPU autocast; plain
+NCHW AMP training for MobileNetV2 only, channels_last AMP for every model),
+and runs the test stage as ``pytest -m cuda --collect-only -q`` in the
+background, which checks the selection without running it (CUDA cases are
+skipped on the CPU anyway). It writes to a temporary folder unless --output
+is given, and its numbers mean nothing: it exists so that every code path
+runs before a GPU is borrowed.
 """
 
 from __future__ import annotations
@@ -264,6 +266,16 @@ def _time_calls(torch, function, device: str, calls: int) -> float:
     return time.perf_counter() - started
 
 
+def bfloat16_supported(torch, device: str) -> bool:
+    """CPU autocast always has bfloat16; a GPU needs it natively (Ampere or later), not emulated."""
+    if device != "cuda":
+        return True
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch: no emulation argument
+        return torch.cuda.is_bf16_supported()
+
+
 class Float32Precision:
     """IEEE float32 (no TF32) for cuDNN convolutions and matrix products inside the block; restored after."""
 
@@ -298,7 +310,7 @@ def _scaled(height: int, width: int, cap: int | None) -> tuple[int, int]:
     return (height, width) if cap is None else (min(height, cap), min(width, cap))
 
 
-def ops_stage(torch, device: str, sizes: dict, log) -> list[dict]:
+def ops_stage(torch, device: str, sizes: dict, log, dtypes: list[str], errors: dict) -> list[dict]:
     import torch.nn.functional as F
 
     import bench_conv
@@ -331,42 +343,46 @@ def ops_stage(torch, device: str, sizes: dict, log) -> list[dict]:
                 "ratio_fwd_bwd": (fwd["ops"] + bwd["ops"]) / (fwd["torch"] + bwd["torch"])}
 
     rows = []
-    for dtype_name in OPS_DTYPES:
-        dtype = getattr(torch, dtype_name)
-        log(f"ops: conv2d, {dtype_name}, {len(bench_conv.SHAPES)} shapes")
-        for _, (_, c, h, w), f, k, stride, padding, groups in bench_conv.SHAPES:
-            h, w = _scaled(h, w, cap)
-            x, weight = tensor((batch, c, h, w), dtype), tensor((f, c // groups, k, k), dtype,
-                                                                1 / math.sqrt(c // groups * k * k))
-            bias = tensor((f,), dtype)
-            options = dict(stride=stride, padding=padding, groups=groups)
-            depthwise = groups == c and groups > 1
-            label = f"{batch}x{c}x{h}x{w} -> {f}, k{k} s{stride} p{padding}" + (" depthwise" if depthwise else "")
-            implementations = {"torch": lambda: F.conv2d(x, weight, bias, **options),
-                               "ops": lambda: ops.conv2d(x, weight, bias, **options)}
-            rows.append(measure("conv2d", label, dtype_name, implementations, [x, weight, bias], depthwise))
-        for kind, theirs, ours in (("max_pool2d", F.max_pool2d, ops.max_pool2d),
-                                   ("avg_pool2d", F.avg_pool2d, ops.avg_pool2d)):
-            log(f"ops: {kind}, {dtype_name}, {len(bench_pool.SHAPES)} shapes")
-            for _, (_, c, h, w), kernel, stride, padding in bench_pool.SHAPES:
+    for dtype_name in dtypes:
+        try:
+            dtype = getattr(torch, dtype_name)
+            log(f"ops: conv2d, {dtype_name}, {len(bench_conv.SHAPES)} shapes")
+            for _, (_, c, h, w), f, k, stride, padding, groups in bench_conv.SHAPES:
                 h, w = _scaled(h, w, cap)
-                x = tensor((batch, c, h, w), dtype)
-                label = f"{batch}x{c}x{h}x{w}, k{kernel} s{stride} p{padding}"
-                implementations = {"torch": lambda t=theirs: t(x, kernel, stride, padding),
-                                   "ops": lambda o=ours: o(x, kernel, stride, padding)}
-                rows.append(measure(kind, label, dtype_name, implementations, [x]))
-        log(f"ops: batch_norm2d (training: batch statistics, running statistics updated), {dtype_name}, "
-            f"{len(bench_norm.SHAPES)} shapes")
-        for _, c, h, w in bench_norm.SHAPES:
-            h, w = _scaled(h, w, cap)
-            # as under autocast: x in the low-precision dtype, parameters and running statistics in float32
-            x = (tensor((batch, c, h, w), torch.float32, grad=False) * 2 + 1).to(dtype).requires_grad_()
-            gamma, beta = tensor((c,), torch.float32), tensor((c,), torch.float32)
-            running = {name: (torch.zeros(c, device=device), torch.ones(c, device=device)) for name in ("torch", "ops")}
-            label = f"{batch}x{c}x{h}x{w}" + ("" if dtype_name == "float32" else " (parameters float32)")
-            implementations = {"torch": lambda r=running["torch"]: F.batch_norm(x, *r, gamma, beta, True),
-                               "ops": lambda r=running["ops"]: ops.batch_norm2d(x, *r, gamma, beta, True)}
-            rows.append(measure("batch_norm2d", label, dtype_name, implementations, [x, gamma, beta]))
+                x, weight = tensor((batch, c, h, w), dtype), tensor((f, c // groups, k, k), dtype,
+                                                                    1 / math.sqrt(c // groups * k * k))
+                bias = tensor((f,), dtype)
+                options = dict(stride=stride, padding=padding, groups=groups)
+                depthwise = groups == c and groups > 1
+                label = f"{batch}x{c}x{h}x{w} -> {f}, k{k} s{stride} p{padding}" + (" depthwise" if depthwise else "")
+                implementations = {"torch": lambda: F.conv2d(x, weight, bias, **options),
+                                   "ops": lambda: ops.conv2d(x, weight, bias, **options)}
+                rows.append(measure("conv2d", label, dtype_name, implementations, [x, weight, bias], depthwise))
+            for kind, theirs, ours in (("max_pool2d", F.max_pool2d, ops.max_pool2d),
+                                       ("avg_pool2d", F.avg_pool2d, ops.avg_pool2d)):
+                log(f"ops: {kind}, {dtype_name}, {len(bench_pool.SHAPES)} shapes")
+                for _, (_, c, h, w), kernel, stride, padding in bench_pool.SHAPES:
+                    h, w = _scaled(h, w, cap)
+                    x = tensor((batch, c, h, w), dtype)
+                    label = f"{batch}x{c}x{h}x{w}, k{kernel} s{stride} p{padding}"
+                    implementations = {"torch": lambda t=theirs: t(x, kernel, stride, padding),
+                                       "ops": lambda o=ours: o(x, kernel, stride, padding)}
+                    rows.append(measure(kind, label, dtype_name, implementations, [x]))
+            log(f"ops: batch_norm2d (training: batch statistics, running statistics updated), {dtype_name}, "
+                f"{len(bench_norm.SHAPES)} shapes")
+            for _, c, h, w in bench_norm.SHAPES:
+                h, w = _scaled(h, w, cap)
+                # as under autocast: x in the low-precision dtype, parameters and running statistics in float32
+                x = (tensor((batch, c, h, w), torch.float32, grad=False) * 2 + 1).to(dtype).requires_grad_()
+                gamma, beta = tensor((c,), torch.float32), tensor((c,), torch.float32)
+                running = {name: (torch.zeros(c, device=device), torch.ones(c, device=device))
+                           for name in ("torch", "ops")}
+                label = f"{batch}x{c}x{h}x{w}" + ("" if dtype_name == "float32" else " (parameters float32)")
+                implementations = {"torch": lambda r=running["torch"]: F.batch_norm(x, *r, gamma, beta, True),
+                                   "ops": lambda r=running["ops"]: ops.batch_norm2d(x, *r, gamma, beta, True)}
+                rows.append(measure("batch_norm2d", label, dtype_name, implementations, [x, gamma, beta]))
+        except Exception:  # reported; the other dtype still runs
+            errors[f"ops {dtype_name}"] = _failure(log, f"ops {dtype_name}")
     return rows
 
 
@@ -392,7 +408,7 @@ def ops_summaries(rows: list[dict]) -> list[dict]:
 
 # --------------------------------------------------------------------------- stage 3: training throughput
 
-def train_stage(torch, device: str, sizes: dict, log, errors: dict) -> list[dict]:
+def train_stage(torch, device: str, sizes: dict, log, errors: dict, bfloat16: bool = True) -> list[dict]:
     import torchvision
 
     import cnnbook.models as models
@@ -411,6 +427,8 @@ def train_stage(torch, device: str, sizes: dict, log, errors: dict) -> list[dict
             torch.manual_seed(0)
             bases["cnnbook, layers=cnnbook"] = models.MODELS[name](num_classes=1000, layers="cnnbook")
         for mode, amp, channels_last in TRAIN_MODES:
+            if amp and not bfloat16:
+                continue
             if amp and not channels_last and sizes["amp_nchw_models"] is not None \
                     and name not in sizes["amp_nchw_models"]:
                 log(f"train: {title}, {mode}: skipped in the dry run (slow CPU bfloat16 NCHW backward)")
@@ -467,7 +485,8 @@ def _throughput(torch, bases: dict, images, labels, amp: bool, channels_last: bo
             seconds[source] += _time_calls(torch, step, device, sizes["steps"])
     count = images.shape[0] * sizes["steps"] * sizes["rounds"]
     result = {source: (count / seconds[source], float(losses[source].detach().float())) for source in steps}
-    del steps, losses
+    steps.clear()  # frees the models (each step holds its own) before the cache is emptied
+    losses.clear()
     if device == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -562,6 +581,8 @@ def render(results: dict) -> str:
                       "information (no target; channels_last not measured):", "",
                       format_table(["model", "mode", "layers=cnnbook images/s", "torchvision images/s",
                                     "ratio"], ops_table), ""]
+    if not results.get("bfloat16", True):
+        lines += ["This GPU has no native bfloat16: the bfloat16 ops and the AMP training modes were left out.", ""]
     for stage, error in results.get("errors", {}).items():
         lines += [f"**{stage} FAILED**: `{error}`", ""]
     lines += [f"Every number: `{results['json_name']}`.", END]
@@ -671,10 +692,14 @@ def main(argv=None) -> int:
         results["tests"] = tests.finish()
         log(f"tests: {results['tests']['status']}: {results['tests']['summary']}")
     results["errors"] = {}
+    results["bfloat16"] = bfloat16_supported(torch, device)
+    if not results["bfloat16"]:
+        log("this GPU has no native bfloat16: the bfloat16 ops and the AMP training modes are left out")
+    dtypes = OPS_DTYPES if results["bfloat16"] else ["float32"]
     if "ops" in args.stages:
         try:
             with Float32Precision(torch) if device == "cuda" else contextlib.nullcontext():
-                results["ops"] = ops_stage(torch, device, sizes, log)
+                results["ops"] = ops_stage(torch, device, sizes, log, dtypes, results["errors"])
             results["ops_summary"] = ops_summaries(results["ops"])
             for s in results["ops_summary"]:
                 log(f"ops: {s['op']} {s['dtype']}: fwd+bwd geomean {s['geomean']:.2f}x of PyTorch"
@@ -683,7 +708,7 @@ def main(argv=None) -> int:
             results["errors"]["ops"] = _failure(log, "ops")
     results["meta"]["fp32_precision_training"] = fp32_settings(torch)
     if "train" in args.stages:
-        results["train"] = train_stage(torch, device, sizes, log, results["errors"])
+        results["train"] = train_stage(torch, device, sizes, log, results["errors"], results["bfloat16"])
     if tests is not None and args.dry_run:
         results["tests"] = tests.finish()
         log(f"tests: {results['tests']['status']}: {results['tests']['summary']}")
