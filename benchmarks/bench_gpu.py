@@ -566,9 +566,9 @@ def render(results: dict) -> str:
                   f"on the device; {first['warmup_steps']} warm-up step(s) per model, then "
                   f"{first['timed_steps']} timed step(s) in {results['sizes']['rounds']} round(s) alternating "
                   "between the models. "
-                  "`torch.backends.cudnn.benchmark` on; float32 uses PyTorch's default precision settings "
-                  f"({_settings_text(results['meta']['fp32_precision_training'])}). torchvision's models are "
-                  "built with `weights=None`.", ""]
+                  + ("" if dry else "`torch.backends.cudnn.benchmark` on; float32 uses PyTorch's default "
+                     f"precision settings ({_settings_text(results['meta']['fp32_precision_training'])}). ")
+                  + "torchvision's models are built with `weights=None`.", ""]
         table = [[r["title"], r["mode"], f"{r['cnnbook images/s']:.1f}", f"{r['torchvision images/s']:.1f}",
                   _ratio(r["ratio"]), _met(r["met"])] for r in train]
         lines += [format_table(["model", "mode", "cnnbook images/s", "torchvision images/s",
