@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Jupyter Book 1.x; -W turns every Sphinx warning into an error, -n checks every reference.
 BOOK_FLAGS ?= -W -n --keep-going
 
-.PHONY: help venv lab system-packages book test exercises clean-book clean collect grade feedback grades similarity bench-grading
+.PHONY: help venv lab system-packages book test exercises clean-book clean collect grade feedback grades similarity bench-grading bench-gpu
 
 help:
 	@echo "make venv       create .venv with the pinned dependencies (make book and make test do it too)"
@@ -24,6 +24,7 @@ help:
 	@echo "make feedback [ASSIGNMENT=conv_basics]                          feedback/<student>/<assignment>/"
 	@echo "make grades   [ASSIGNMENT=conv_basics]                          grades-<assignment>.csv"
 	@echo "make similarity [ASSIGNMENT=conv_basics] [SIMILARITY_FLAGS=...] similarity-<assignment>.html: alike answers"
+	@echo "make bench-gpu [BENCH_GPU_FLAGS=--dry-run]   on a CUDA machine: cuda tests, ops vs cuDNN, training speed"
 
 venv: $(STAMP)
 
@@ -96,3 +97,10 @@ similarity: $(STAMP)
 
 bench-grading: $(STAMP) system-packages
 	$(BIN)/python benchmarks/bench_grading.py
+
+# On a CUDA machine, in under 6 minutes: pytest -m cuda, cnnbook.ops against cuDNN, training
+# throughput against torchvision; writes benchmarks/RESULTS.md's GPU section and RESULTS-gpu.json.
+# BENCH_GPU_FLAGS=--dry-run runs every stage on the CPU with tiny sizes (see benchmarks/README.md).
+BENCH_GPU_FLAGS ?=
+bench-gpu: $(STAMP)
+	bash benchmarks/gpu.sh $(BENCH_GPU_FLAGS)

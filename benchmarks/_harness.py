@@ -129,12 +129,16 @@ def geometric_mean(values) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table (no trailing newline)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     print(f"\n#### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(format_table(header, rows))
     sys.stdout.flush()
 
 
