@@ -359,3 +359,22 @@ def test_torchrun_launches_the_script_and_matches_one_process(tmp_path):
     finally:
         torch.set_num_threads(threads)
     _assert_same_weights(torch.load(tmp_path / "ddp.pt"), single.state_dict(), rtol=1e-10, atol=1e-12)
+
+
+def test_an_early_stopped_run_started_again_stays_stopped_with_the_best_weights(tmp_path):
+    images, labels = _digits()
+
+    def run():
+        net = _mlp()
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+        history = train.fit(net, data.make_loader(images[:32], labels[:32], 8, shuffle=True), optimizer, 30,
+                            val_loader=data.make_loader(images[128:], labels[128:], 128), device="cpu",
+                            patience=2, progress=False, checkpoint=tmp_path / "run.ckpt")
+        return net, history
+
+    first_net, first = run()
+    assert len(first.train_loss) < 30, "the set-up must stop early for this test to mean anything"
+    assert first.best_epoch == int(np.argmin(first.val_loss))
+    second_net, second = run()
+    assert second == first
+    _assert_same_weights(second_net.state_dict(), first_net.state_dict(), rtol=0, atol=0)

@@ -195,7 +195,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def rng_state(loader_generator: torch.Generator | None = None) -> dict:
-    """Every random generator a training step may draw from: torch (CPU and CUDA), NumPy, Python, the loader's.
+    """Every random generator a training step may draw from: torch (CPU and the current GPU), NumPy, Python, the loader's.
 
     Stored as tensors, ints and lists only, so ``torch.load(weights_only=True)``
     can read it back. loader_generator: a ``DataLoader``'s own generator
@@ -207,7 +207,9 @@ def rng_state(loader_generator: torch.Generator | None = None) -> dict:
     version, python_state, gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # this process's GPU only: under torchrun each process owns one, and touching the others would
+        # start a CUDA context on each of them
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
         "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "python": {"version": version, "state": list(python_state), "gauss": gauss},
@@ -217,13 +219,13 @@ def rng_state(loader_generator: torch.Generator | None = None) -> dict:
 
 
 def set_rng_state(state: dict, loader_generator: torch.Generator | None = None) -> None:
-    """Put back the generators :func:`rng_state` recorded (CUDA's only when this process sees as many GPUs).
+    """Put back the generators :func:`rng_state` recorded (the GPU's into the current GPU, when there is one).
 
     Book: "ResNet", section "Checkpoints and resuming" (``book/resnet.md``).
     """
     torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
     numpy_state = state["numpy"]
     np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
                          numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))

@@ -281,6 +281,8 @@ def fit(
         stopped = patience is not None and epochs_without_improvement >= patience
         if checkpoint is not None:
             save(epoch + 1, 0, None, [0.0, 0, 0])
+        if stopped:
+            break
     if patience is not None and best_state is not None:
         model.load_state_dict(best_state)
     return history
