@@ -18,7 +18,11 @@ With ``--checkpoint PATH`` a checkpoint is written after every epoch (and every
 command again after a crash (or give ``torchrun --max-restarts=3`` to do it
 automatically). The resumed run ends with the same weights as an uninterrupted
 one. Resume with the same number of processes. ``--kill-after-step K`` makes
-rank 0 kill itself (SIGKILL) after its K-th optimizer step, to try this out.
+rank 0 kill itself (SIGKILL) after its K-th optimizer step, to try this out
+(only in a run that did not start from a checkpoint, so a restart finishes)::
+
+    torchrun --standalone --nproc_per_node=2 --max-restarts=1 experiments/ddp_train.py --model mlp \
+        --dropout 0.2 --checkpoint runs/mlp.ckpt --checkpoint-every 20 --kill-after-step 150
 
 Networks: ``mlp`` (no batch norm: one process with the global batch computes the
 same steps), ``resnet20`` and ``plain20`` (batch norm normalizes each process's
@@ -107,6 +111,7 @@ def main(argv=None):
     try:
         images, labels = load_data(args)
         net = build_model(args, images.shape[1:])
+        seed_everything(args.seed + context.rank)  # each rank its own dropout masks (the weights come from rank 0)
         loader = distributed.distributed_loader(images, labels, args.batch_size, shuffle=True, seed=args.seed)
         global_batch = args.batch_size * context.world_size
         optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
@@ -118,8 +123,10 @@ def main(argv=None):
                   f"{len(images):,} images, global batch {global_batch}, "
                   f"peak lr {args.lr * global_batch / args.base_batch_size:g}", flush=True)
 
+        fresh_run = args.checkpoint is None or not args.checkpoint.exists()  # a resumed run is not killed again
+
         def kill_after(epoch, step_in_epoch, global_step):
-            if context.is_main and global_step == args.kill_after_step:
+            if fresh_run and context.is_main and global_step == args.kill_after_step:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         history = fit(net, loader, optimizer, args.epochs, scheduler=scheduler, device=context.device,
