@@ -66,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--sync-batch-norm", action="store_true", help="convert batch norm to SyncBatchNorm (GPUs)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when there is a GPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file: written by rank 0, resumed when present")
@@ -107,7 +108,7 @@ def build_model(args, image_shape) -> nn.Module:
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    context = distributed.init_distributed()
+    context = distributed.init_distributed(device=args.device)
     try:
         images, labels = load_data(args)
         net = build_model(args, images.shape[1:])

@@ -44,7 +44,8 @@ def _worker(rank, world_size, port, function, args):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)  # a forked child must not use the parent's OpenMP pool
-    context = distributed.init_distributed(timeout_s=60)
+    # The CPU and gloo even on a GPU machine: a forked child cannot use CUDA once the parent has started it.
+    context = distributed.init_distributed(device="cpu", timeout_s=60)
     try:
         function(context, *args)
     finally:
@@ -261,8 +262,11 @@ def test_only_rank_zero_writes_checkpoints_and_shows_progress(tmp_path):
 def test_init_distributed_without_torchrun_is_one_process(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    context = distributed.init_distributed()
+    context = distributed.init_distributed(device="cpu")
     assert (context.rank, context.world_size, context.is_main, context.backend) == (0, 1, True, None)
+    assert context.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'meta'"):
+        distributed.init_distributed(device="meta")
     assert not torch.distributed.is_initialized() and distributed.is_main_process()
 
 
@@ -340,8 +344,8 @@ def _load_script():
 def test_torchrun_launches_the_script_and_matches_one_process(tmp_path):
     """The real launcher: ``python -m torch.distributed.run --standalone --nproc_per_node=2`` on 127.0.0.1."""
     settings = ["--data", "digits", "--model", "mlp", "--train-size", "256", "--epochs", "2", "--dtype", "float64",
-                "--lr", "0.1", "--base-batch-size", "32", "--quiet"]
-    environment = {**os.environ, "PYTHONPATH": str(REPO / "lib"), "OMP_NUM_THREADS": "1"}
+                "--lr", "0.1", "--base-batch-size", "32", "--device", "cpu", "--quiet"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "lib"), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "--log-dir", str(tmp_path / "logs"), "--redirects", "3", str(REPO / "experiments" / "ddp_train.py"),
                *settings, "--batch-size", "16", "--checkpoint", str(tmp_path / "run.ckpt"), "--checkpoint-every", "3",

@@ -80,13 +80,14 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> DistributedContext:
+def init_distributed(backend: str | None = None, device=None, timeout_s: float = 1800.0) -> DistributedContext:
     """Join the process group ``torchrun`` describes in the environment; a no-op for a single process.
 
     Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (``MASTER_ADDR`` and
-    ``MASTER_PORT`` are read by ``torch.distributed`` itself). backend: default
-    ``"nccl"`` when CUDA is available, else ``"gloo"``. With CUDA each process
-    takes the GPU ``cuda:LOCAL_RANK``. Without ``WORLD_SIZE`` (or with
+    ``MASTER_PORT`` are read by ``torch.distributed`` itself). device: ``"cpu"``
+    or ``"cuda"`` (default: CUDA when available). backend: default ``"nccl"``
+    with CUDA, else ``"gloo"``. With CUDA each process takes the GPU
+    ``cuda:LOCAL_RANK``. Without ``WORLD_SIZE`` (or with
     ``WORLD_SIZE=1``) no group is created and the context says rank 0 of 1.
     Calling it again in a process whose group is up returns the same context.
 
@@ -94,10 +95,11 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> D
     """
     world_size = _env_int("WORLD_SIZE")
     rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK")
-    cuda = torch.cuda.is_available()
+    if device is not None and torch.device(device).type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     if world_size is None or world_size == 1:
-        device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-        return DistributedContext(device=device)
+        return DistributedContext(device=torch.device("cuda" if cuda else "cpu"))
     if world_size < 1:
         raise ValueError(f"WORLD_SIZE must be at least 1, got {world_size}")
     if rank is None:
@@ -207,9 +209,10 @@ def rng_state(loader_generator: torch.Generator | None = None) -> dict:
     version, python_state, gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        # this process's GPU only: under torchrun each process owns one, and touching the others would
-        # start a CUDA context on each of them
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        # This process's GPU only (under torchrun each process owns one), and only once this process has
+        # started CUDA: before that nothing has drawn from it, and a process forked from one that uses
+        # CUDA must not touch it at all.
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
         "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "python": {"version": version, "state": list(python_state), "gauss": gauss},
