@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 BOOK_LINK = re.compile(r'Book: "(?P<chapter>[^"]+)"(?:, section "(?P<section>.+)")? \(``(?P<path>book/[\w]+\.md)``\)\.')
 PUBLIC_MODULES = ["cnnbook.shapes", "cnnbook.reference", "cnnbook.ops", "cnnbook.gradcheck", "cnnbook.data",
                   "cnnbook.train", "cnnbook.augment", "cnnbook.viz", "cnnbook.detection",
-                  "cnnbook.transfer"]
+                  "cnnbook.transfer", "cnnbook.distributed"]
 
 
 def _headings(path: Path) -> set[str]:

@@ -14,7 +14,10 @@ section that derives it):
   (NumPy loops and torch ``autograd.Function``\\ s), average precision and mean IoU, exact synthetic scenes
 - :mod:`cnnbook.gradcheck`    the one relative error, the one tolerance table, numeric gradients
 - :mod:`cnnbook.data`         offline data sets with checksums, splits and loaders
-- :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars
+- :mod:`cnnbook.train`        seeding, device choice, fit / evaluate / predict with progress bars, checkpoints
+  that resume mid-epoch, data-parallel under ``torchrun``
+- :mod:`cnnbook.distributed`  process groups from ``torchrun``'s environment, sharded loaders, DDP wrapping,
+  checkpoints with every process's random generators, the linear scaling rule
 - :mod:`cnnbook.augment`      mixup and CutMix
 - :mod:`cnnbook.transfer`     ImageNet class names and top-k, Grad-CAM, freezing / unfreezing helpers, discriminative
   learning rates, linear probes, the transfer chapter's tasks (textures split by region, faces, digits) and strategies
