@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -379,15 +378,13 @@ def oracle_for(source_path: Path, cache: Path, seed: int | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".recording-", dir=target.parent))
-    process = subprocess.run(
-        [sys.executable, "-m", "cnnbook_grader.oracle", str(source_path), str(scratch)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
-             HIDDEN_SEED_VARIABLE: "0" if seed is None else str(int(seed))},
-    )
-    if process.returncode != 0:
+    from .recorder import record_into
+
+    try:
+        record_into(source_path, scratch, seed)
+    except RuntimeError:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise RuntimeError(f"recording the oracle of {source_path} failed:\n{process.stdout}\n{process.stderr}")
+        raise
     try:
         os.replace(scratch, target)
     except OSError:  # another process recorded it first

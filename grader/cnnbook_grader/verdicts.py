@@ -45,6 +45,10 @@ def _is_answer(cell) -> bool:
     return bool(meta.get("solution")) or not meta.get("grade_id")
 
 
+class _WorkerDied(RuntimeError):
+    """A replay worker ended without answering."""
+
+
 class _ReplayWorkers:
     """Trusted replay workers (``python -m cnnbook_grader.replay --serve``), started on demand and reused.
 
@@ -70,6 +74,14 @@ class _ReplayWorkers:
                                 env={**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"})
 
     def run(self, request: dict, timeout: float) -> dict:
+        """The verdicts for ``request``. A worker that dies (it runs only trusted code, so the cause is
+        the machine, not the submission) is replaced and asked once more; a time-out is not retried."""
+        try:
+            return self._ask(request, timeout)
+        except _WorkerDied:
+            return self._ask(request, timeout)
+
+    def _ask(self, request: dict, timeout: float) -> dict:
         with self.lock:
             worker = self.idle.pop() if self.idle else None
         if worker is None or worker.poll() is not None:
@@ -84,14 +96,17 @@ class _ReplayWorkers:
             worker.stdin.flush()
             reader.start()
             reader.join(timeout)
-        except OSError:
-            pass
+        except OSError:  # the worker is gone: its pipe is closed
+            answer.append("")
         if not answer or not answer[0]:
+            died = bool(answer)  # an empty line is the end of its output: it ended; no line at all: time-out
             worker.kill()
             worker.wait()
             with self.lock:
                 self.alive -= 1
-            raise RuntimeError("the replay of the checks did not answer (it died or ran past its time limit)")
+            if died:
+                raise _WorkerDied("the replay of the checks stopped (its worker died twice)")
+            raise RuntimeError(f"the replay of the checks ran past its time limit ({timeout:.0f} s)")
         with self.lock:
             self.idle.append(worker)
         reply = json.loads(answer[0])
