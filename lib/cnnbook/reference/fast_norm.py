@@ -109,7 +109,7 @@ def _channel_statistics(rows: np.ndarray, batch: int, channels: int):
         if scratch is None:
             scratch = np.empty_like(values)
         centered = np.subtract(values, means[:, None], out=scratch[: values.shape[0]])
-        row_m2[block] = np.einsum("ij,ij->i", centered, centered)
+        row_m2[block] = np.vecdot(centered, centered)
         row_mean[block], row_sum[block] = means, sums
     row_mean, row_sum, row_m2 = (a.reshape(batch, channels) for a in (row_mean, row_sum, row_m2))
     count = batch * length
@@ -151,7 +151,7 @@ def batch_norm2d_backward(dout, cache):
     for block in chunks:
         centered = np.subtract(rows[block], row_mean[block, None], out=scratch[: block.stop - block.start])
         row_dsum[block] = dout_rows[block].sum(axis=1)
-        row_dot[block] = np.einsum("ij,ij->i", dout_rows[block], centered)
+        row_dot[block] = np.vecdot(dout_rows[block], centered)
     dbias = row_dsum.reshape(batch, channels).sum(axis=0)
     dot = row_dot.reshape(batch, channels).sum(axis=0)
     dweight = dot * inv_std
