@@ -177,6 +177,51 @@ def test_max_pool2d_ties_send_the_gradient_to_the_first_maximum_like_torch(devic
     )
 
 
+@pytest.mark.parametrize("kernel, stride, padding, dilation, ceil_mode",
+                         [(3, 1, 1, 1, False), (3, 2, 1, 1, True), (2, 1, 1, 1, False), (3, 1, 1, 2, False)])
+def test_max_pool2d_ties_in_overlapping_padded_windows_route_exactly_like_torch(kernel, stride, padding, dilation,
+                                                                              ceil_mode, device, rng):
+    """Values in {0, 1, 2} and integer upstream gradients: the sums are exact, so equality is the test."""
+    x = torch.from_numpy(rng.integers(0, 3, (2, 3, 9, 8))).double()
+    options = (kernel, stride, padding, dilation, ceil_mode)
+    ours, theirs = x.clone().to(device).requires_grad_(), x.clone().requires_grad_()
+    expected = F.max_pool2d(theirs, *options)
+    dout = torch.from_numpy(rng.integers(-4, 5, tuple(expected.shape))).double()
+    ops.max_pool2d(ours, *options).backward(dout.to(device))
+    expected.backward(dout)
+    assert torch.equal(ours.grad.cpu(), theirs.grad)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)])
+def test_max_pool2d_nan_and_minus_inf_windows_follow_torch(kernel, stride, padding, device, rng):
+    """A window holding NaN outputs NaN and sends its gradient to its last NaN; a window of -inf only
+    sends it to its first real pixel, never to the (also -inf) padding. As PyTorch."""
+    x = torch.from_numpy(rng.standard_normal((2, 2, 7, 7)))
+    x[0, 0, 1:4, 1:4] = float("nan")
+    x[0, 1, 2, 2] = float("nan")
+    x[1, 0] = float("-inf")
+    x[1, 1, :3, :3] = float("-inf")
+    ours, theirs = x.clone().to(device).requires_grad_(), x.clone().requires_grad_()
+    out, expected = ops.max_pool2d(ours, kernel, stride, padding), F.max_pool2d(theirs, kernel, stride, padding)
+    assert torch.equal(out.cpu().isnan(), expected.isnan())
+    assert torch.equal(out.cpu().nan_to_num(), expected.nan_to_num())
+    dout = torch.from_numpy(rng.integers(-4, 5, tuple(expected.shape))).double()
+    out.backward(dout.to(device))
+    expected.backward(dout)
+    assert torch.equal(ours.grad.cpu(), theirs.grad)
+
+
+def test_max_pool2d_saves_an_int64_index_of_the_output_and_inference_gives_the_same_output(rng):
+    """The saved tensor is the winners' positions, PyTorch's layout (one int64 per output), not x or out."""
+    x = _tensor(rng, (2, 3, 8, 8), torch.float32)
+    out = ops.max_pool2d(x, 3, 2, 1)
+    (index,) = out.grad_fn.saved_tensors
+    assert index.dtype == torch.int64 and index.shape == out.shape
+    torch.testing.assert_close(x.detach().flatten(2).gather(2, index.flatten(2)).view_as(out), out.detach())
+    with torch.no_grad():
+        assert torch.equal(ops.max_pool2d(x, 3, 2, 1), out.detach())
+
+
 # (x shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 AVG_POOL_CASES = {
     "2x2": ((2, 3, 8, 8), 2, None, 0, False, True, None),
@@ -249,6 +294,26 @@ def test_batch_norm2d_training_matches_torch_and_updates_running_stats(affine, d
     )
     assert_close("running_mean", ours_stats[0], torch_stats[0], dtype)
     assert_close("running_var", ours_stats[1], torch_stats[1], dtype)
+
+
+def test_batch_norm2d_with_a_mean_far_from_zero_and_in_chunks_matches_torch(device, rng, monkeypatch):
+    """Mean 10^4, standard deviation 1 (a one-pass E[x^2] - E[x]^2 loses the variance), and the channel
+    dot products of the backward forced into uneven chunks of (n, c) rows."""
+    import cnnbook.ops.norm as norm_module
+
+    monkeypatch.setattr(norm_module, "CPU_CHUNK_BYTES", 3 * 30 * 8)  # 3 rows of 5 x 6 float64 values
+    stats = [torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)]
+    ours_stats = [s.clone().to(device) for s in stats]
+    check_against_torch(
+        lambda x, g, b: ops.batch_norm2d(x, *ours_stats, g, b, training=True),
+        lambda x, g, b: F.batch_norm(x, *stats, g, b, training=True),
+        [(_tensor(rng, (5, 2, 5, 6), torch.float64) + 1e4).detach().requires_grad_(),
+         _tensor(rng, (2,), torch.float64), _tensor(rng, (2,), torch.float64)],
+        rng,
+        device,
+        torch.float64,
+    )
+    assert_close("running_var", ours_stats[1], stats[1], torch.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

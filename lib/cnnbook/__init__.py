@@ -5,7 +5,8 @@ section that derives it):
 
 - :mod:`cnnbook.shapes`       output sizes (the one formula), parameter counts, MACs, receptive fields, model summaries
 - :mod:`cnnbook.reference`    NumPy layers, forward ``(out, cache)`` / backward ``(dout, cache)``:
-  signal, conv (loops, im2col), fast_conv, conv_variants, pool, norm, activations, losses, optim
+  signal, conv (loops, im2col), fast_conv, conv_variants, pool, fast_pool, norm, fast_norm, activations, losses,
+  optim
 - :mod:`cnnbook.ops`          the same layers on torch tensors with hand-written backward passes, as
   ``autograd.Function``\\ s and ``nn.Module``\\ s with torch's names; any device, autocast-aware (:mod:`cnnbook.ops.amp`)
 - :mod:`cnnbook.models`      LeNet-5 to ConvNeXt with torchvision's names, built from ``torch.nn`` or ``cnnbook.ops``

@@ -28,12 +28,52 @@ from .geometry import require_4d, require_same_kind
 
 __all__ = ["batch_norm2d", "layer_norm", "BatchNorm2dFunction", "LayerNormFunction"]
 
-_CHANNELS = (0, 2, 3)  # batch norm reduces over N, H, W: everything but the channel axis
-
 
 def _per_channel(values: torch.Tensor) -> torch.Tensor:
     """A ``(C,)`` tensor as ``(1, C, 1, 1)``, to broadcast against ``(N, C, H, W)``."""
     return values.view(1, -1, 1, 1)
+
+
+def _channel_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t.sum(dim=(0, 2, 3))``, but faster on a CPU: each contiguous (n, c) row of H * W values first."""
+    n, c = t.shape[:2]
+    return t.reshape(n, c, -1).sum(dim=2).sum(dim=0)
+
+
+#: On a CPU, :func:`_channel_dot` multiplies about this many bytes of rows at a time, into one reused buffer.
+CPU_CHUNK_BYTES = 2**20
+
+
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(dim=(0, 2, 3))``. On a CPU, a few (n, c) rows at a time: the products go to a small
+    buffer that stays in the cache instead of a new tensor of a's size."""
+    n, c = a.shape[:2]
+    a_rows, b_rows = a.reshape(n * c, -1), b.reshape(n * c, -1)
+    if a.device.type != "cpu":
+        return (a_rows * b_rows).sum(dim=1).view(n, c).sum(dim=0)
+    step = max(1, CPU_CHUNK_BYTES // (a_rows.shape[1] * a.element_size()))
+    buffer = torch.empty((min(step, n * c), a_rows.shape[1]), dtype=a.dtype, device=a.device)
+    sums = torch.empty(n * c, dtype=a.dtype, device=a.device)
+    for start in range(0, n * c, step):
+        stop = min(n * c, start + step)
+        products = torch.mul(a_rows[start:stop], b_rows[start:stop], out=buffer[: stop - start])
+        torch.sum(products, dim=1, out=sums[start:stop])
+    return sums.view(n, c).sum(dim=0)
+
+
+def _batch_statistics(x: torch.Tensor):
+    """Per-channel mean and biased variance over (N, H, W), and ``x - mean``, in x's dtype.
+
+    Two passes (the mean, then the squares of the centred values), so no
+    cancellation; each reduction runs along contiguous (n, c) rows, which is
+    several times faster on a CPU than ``torch.var_mean(x, dim=(0, 2, 3))``.
+    """
+    n, c = x.shape[:2]
+    count = x.numel() // c
+    mean = _channel_sum(x) / count
+    centered = x - _per_channel(mean)
+    squares = torch.linalg.vector_norm(centered.reshape(n, c, -1), dim=2).square_().sum(dim=0)
+    return mean, squares / count, centered
 
 
 def _compute_dtype(op: str, x: torch.Tensor, **params) -> torch.dtype:
@@ -130,17 +170,19 @@ class BatchNorm2dFunction(torch.autograd.Function):
             shift = -mean * scale if bias_c is None else bias_c - mean * scale
             ctx.save_for_backward(x, mean.clone(), inv_std, scale)
             return torch.addcmul(_per_channel(shift), x, _per_channel(scale)).to(ctx.dtypes[0])
-        var, mean = torch.var_mean(x, dim=_CHANNELS, correction=0)
+        mean, var, centered = _batch_statistics(x)
         count = x.numel() // x.shape[1]
         if running_mean is not None:
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
         if running_var is not None:
             running_var.mul_(1 - momentum).add_(var.to(running_var.dtype), alpha=momentum * count / (count - 1))
         inv_std = torch.rsqrt(var + eps)
-        x_hat = (x - _per_channel(mean)).mul_(_per_channel(inv_std))
-        ctx.save_for_backward(x_hat, inv_std, weight_c)
-        return _affine(x_hat, None if weight_c is None else _per_channel(weight_c),
-                       None if bias_c is None else _per_channel(bias_c)).to(ctx.dtypes[0])
+        scale = inv_std if weight_c is None else inv_std * weight_c
+        # out = weight * (x - mean) * inv_std + bias, one pass over the centred x (kept for the backward).
+        out = torch.mul(centered, _per_channel(scale)) if bias_c is None else torch.addcmul(
+            _per_channel(bias_c), centered, _per_channel(scale))
+        ctx.save_for_backward(centered, inv_std, weight_c)
+        return out.to(ctx.dtypes[0])
 
     @staticmethod
     @autocast_off
@@ -149,21 +191,25 @@ class BatchNorm2dFunction(torch.autograd.Function):
         need_dx, _, _, need_dweight, need_dbias = ctx.needs_input_grad[:5]
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         dout = dout.to(ctx.saved_tensors[1].dtype)  # the compute dtype: float32 for a float16/bfloat16 x
-        dbias = dout.sum(dim=_CHANNELS)
+        dbias = _channel_sum(dout)
         if not ctx.training:
             x, mean, inv_std, scale = ctx.saved_tensors
-            dweight = (dout * (x - _per_channel(mean))).sum(dim=_CHANNELS).mul_(inv_std) if need_dweight else None
+            dweight = _channel_sum(dout * (x - _per_channel(mean))).mul_(inv_std) if need_dweight else None
             dx = dout * _per_channel(scale) if need_dx else None
         else:
-            x_hat, inv_std, weight = ctx.saved_tensors
-            dweight = (dout * x_hat).sum(dim=_CHANNELS)
+            centered, inv_std, weight = ctx.saved_tensors
+            # sum(dout * (x - mean)) per channel: reduce each contiguous (n, c) row first, then over n.
+            projection = _channel_dot(dout, centered)
+            dweight = projection * inv_std
             dx = None
             if need_dx:
-                # dx_hat = weight * dout, so mean(dx_hat) = weight * dbias / M, mean(dx_hat x_hat) = weight * dweight / M.
+                # dx = scale * (dout - dbias / M - x_hat * dweight / M), x_hat = centered * inv_std, written as
+                # dx = scale * dout + b * centered + c: two multiply-adds over the whole tensor.
                 count = dout.numel() // dout.shape[1]
                 scale = inv_std if weight is None else inv_std * weight
-                centered = dout - _per_channel(dbias / count) - x_hat * _per_channel(dweight / count)
-                dx = centered.mul_(_per_channel(scale))
+                b = -scale * inv_std * dweight / count
+                c = -scale * dbias / count
+                dx = torch.addcmul(_per_channel(c), dout, _per_channel(scale)).addcmul_(centered, _per_channel(b))
         return (_cast_if(need_dx, dx, x_dtype), None, None, _cast_if(need_dweight, dweight, weight_dtype),
                 _cast_if(need_dbias, dbias, bias_dtype), None, None, None)
 

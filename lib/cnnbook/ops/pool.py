@@ -58,12 +58,13 @@ def _taps(padded: torch.Tensor, window: Window):
 class MaxPool2dFunction(torch.autograd.Function):
     """Max pooling. x: (N, C, H, W) -> out: (N, C, OH, OW); padding counts as ``-inf``.
 
-    The forward is only a running maximum over the taps, so it stays as cheap
-    as possible (inference pays for nothing else). The backward finds the
-    winners again from ``(x, out)``: each window's ``dout`` goes to the first
-    tap (row-major, as in PyTorch) whose input equals the window's maximum, by
-    one ``scatter_add`` into the padded input. A window whose maximum is NaN
-    sends its gradient to its first tap (PyTorch: to the NaN).
+    The forward is a running maximum over the taps. When x requires a
+    gradient it also records, as PyTorch does, each window's winner: the
+    flat position ``h * W + w`` of the first tap (row-major, PyTorch's tie
+    rule) equal to the window's maximum, or of the window's last NaN (PyTorch's
+    NaN rule). The backward is then one ``scatter_add`` of ``dout`` onto those
+    positions. **Memory**: the saved index is one int64 per output (PyTorch's
+    own layout); neither ``x`` nor ``out`` is kept. Inference saves nothing.
 
     Book: "Backpropagation through convolution and pooling", section "Pooling" (``book/backprop_conv.md``).
     """
@@ -72,41 +73,113 @@ class MaxPool2dFunction(torch.autograd.Function):
     @autocast_policy("input")
     def forward(ctx, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         window = _pool_window("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+        taps = _max_pool_taps(x, window)
         out = None
-        for _, tap in _taps(_pad_max(x, window), window):
+        for _, tap in taps:
             out = tap.clone(memory_format=torch.contiguous_format) if out is None else torch.maximum(out, tap, out=out)
-        ctx.save_for_backward(x, out)
         ctx.window = window
+        ctx.x_shape = x.shape
+        ctx.save_for_backward(_winners(x, taps, out, window) if ctx.needs_input_grad[0] else None)
         return out
 
     @staticmethod
     @autocast_off
     @once_differentiable
     def backward(ctx, dout):
-        x, out = ctx.saved_tensors
-        window = ctx.window
-        padded = _pad_max(x, window)
-        (n, c, padded_h, padded_w), (sh, sw), (dh, dw), (oh, ow) = (
-            padded.shape, window.stride, window.dilation, window.out)
-        # For every window, the flat offset (in its padded (Hp, Wp) plane) of the first tap equal to the
-        # maximum. Float arithmetic is the fastest elementwise path (much faster than boolean masks and
-        # integer fills), but the offsets must be exact: float16/bfloat16 hold integers exactly only up to
-        # 2**11 / 2**8, so they are counted in float32 (exact below 2**24 entries per plane) or float64.
-        index_dtype = torch.float64 if out.dtype == torch.float64 else torch.float32
-        hit = torch.empty(out.shape, dtype=index_dtype, device=out.device)
-        unclaimed = torch.ones_like(hit)
-        offset = torch.zeros_like(hit)
-        for (_, tap), (i, j) in zip(_taps(padded, window), window.taps):
-            torch.eq(tap, out, out=hit)
-            hit.mul_(unclaimed)
-            offset.add_(hit, alpha=i * dh * padded_w + j * dw)
-            unclaimed.sub_(hit)
-        rows = torch.arange(oh, device=out.device, dtype=index_dtype) * (sh * padded_w)
-        columns = torch.arange(ow, device=out.device, dtype=index_dtype) * sw
-        index = offset.add_(rows[:, None] + columns[None, :]).to(torch.int64)
-        dpadded = torch.zeros((n * c, padded_h * padded_w), dtype=dout.dtype, device=dout.device)
-        dpadded.scatter_add_(1, index.view(n * c, oh * ow), dout.reshape(n * c, oh * ow))
-        return window.unpad(dpadded.view(n, c, padded_h, padded_w)), None, None, None, None, None
+        (index,) = ctx.saved_tensors
+        n, c, h, w = ctx.x_shape
+        dx = torch.zeros((n * c, h * w), dtype=dout.dtype, device=dout.device)
+        dx.scatter_add_(1, index.view(n * c, -1), dout.reshape(n * c, -1))
+        return dx.view(n, c, h, w), None, None, None, None, None
+
+
+def _max_pool_taps(x: torch.Tensor, window: Window) -> list:
+    """``[(t, view)]``: every tap of the ``-inf``-padded input as an ``(N, C, OH, OW)`` view, row-major.
+
+    On a CPU, an elementwise op over a view that steps ``sw > 1`` entries
+    from one column to the next runs several times slower than over
+    contiguous rows. So for a column stride ``sw > 1`` the padded input is
+    first copied once into its ``sw`` column phases (``phase[r][:, :, h, q]``
+    is padded column ``q * sw + r``), in which every tap's rows are contiguous.
+    """
+    padded = _pad_max(x, window)
+    stride_w = window.stride[1]
+    if stride_w == 1 or x.device.type != "cpu":
+        return list(_taps(padded, window))
+    n, c, padded_h, padded_w = padded.shape
+    extra = -padded_w % stride_w  # a whole number of phases; the extra columns are never read
+    if extra:
+        padded = F.pad(padded, (0, extra), value=float("-inf"))
+    phases = padded.reshape(n, c, padded_h, -1, stride_w).permute(0, 1, 4, 2, 3).contiguous()
+    (sh, _), (dh, dw), (oh, ow) = window.stride, window.dilation, window.out
+    views = []
+    for t, (i, j) in enumerate(window.taps):
+        phase, start = (j * dw) % stride_w, (j * dw) // stride_w
+        views.append((t, phases[:, :, phase, i * dh : i * dh + sh * (oh - 1) + 1 : sh, start : start + ow]))
+    return views
+
+
+def _winners(x: torch.Tensor, taps: list, out: torch.Tensor, window: Window) -> torch.Tensor:
+    """(N, C, OH, OW) int64: the flat position in its (H, W) plane of each window's winning tap.
+
+    The taps are visited last first, and every tap equal to the window's
+    maximum overwrites the window's entry with its pixel's offset from the
+    window's top-left corner: the first such tap in row-major order writes last
+    and stays. The overwrite is ``offset.lerp_(tap_offset, hit)`` with ``hit``
+    0 or 1: float arithmetic is the fastest elementwise path here (much faster
+    than boolean masks or integer fills), and the offsets are integers, exact
+    in float32 below ``2**24`` (else float64 is used).
+    """
+    (dh, dw), width = window.dilation, window.size[1]
+    offsets = [i * dh * width + j * dw for i, j in window.taps]
+    exact_in_float32 = max(offsets) < 2**24 and out.dtype != torch.float64
+    offset_dtype = torch.float32 if exact_in_float32 else torch.float64
+    hit = torch.empty(out.shape, dtype=offset_dtype, device=out.device)
+    winner = torch.zeros_like(hit)
+    for t, tap in reversed(taps):
+        torch.eq(tap, out, out=hit)
+        winner.lerp_(torch.tensor(float(offsets[t]), dtype=offset_dtype, device=out.device), hit)
+    # A NaN or -inf maximum somewhere (or just an overflowing sum)? Meta tensors have no values to look at.
+    if out.device.type != "meta" and not bool(torch.isfinite(out.sum())):
+        _special_windows(x, out, winner, window, offsets)
+    (sh, sw), (oh, ow), (top, _, left, _) = window.stride, window.out, window.padding
+    corner_rows = torch.arange(oh, device=out.device) * sh - top
+    corner_columns = torch.arange(ow, device=out.device) * sw - left
+    return winner.to(torch.int64).add_(corner_rows[:, None] * width + corner_columns[None, :])
+
+
+def _special_windows(x: torch.Tensor, out: torch.Tensor, winner: torch.Tensor, window: Window, offsets) -> None:
+    """Windows whose maximum is NaN or -inf: their winner by PyTorch's rule, among real pixels only.
+
+    A NaN maximum equals none of the taps (no offset was written): PyTorch takes the
+    window's last NaN. A -inf maximum also equals the -inf padding: PyTorch takes
+    the window's first real pixel. Both are rare; this loop runs only when one occurs.
+    """
+    minus_inf, nan = out == float("-inf"), torch.isnan(out)
+    real_taps = list(_real_taps(window))
+    for t, out_block, x_block in reversed(real_taps):  # the first real pixel is written last
+        winner[out_block].masked_fill_(minus_inf[out_block], offsets[t])
+    for t, out_block, x_block in real_taps:  # the last NaN is written last
+        winner[out_block].masked_fill_(nan[out_block] & torch.isnan(x[x_block]), offsets[t])
+
+
+def _real_taps(window: Window):
+    """Yield ``(t, out_block, x_block)``: each tap's outputs that read a real (not padded) pixel, and those pixels."""
+    (top, _, left, _), (height, width) = window.padding, window.size
+    for t, (i, j) in enumerate(window.taps):
+        ranges = []
+        for offset, out_len, stride, pad, size in ((i * window.dilation[0], window.out[0], window.stride[0], top,
+                                                     height),
+                                                    (j * window.dilation[1], window.out[1], window.stride[1], left,
+                                                     width)):
+            first = max(0, -((offset - pad) // stride))  # the first output whose tap lies inside the input
+            last = min(out_len - 1, (size - 1 + pad - offset) // stride)
+            ranges.append(None if last < first else (slice(first, last + 1),
+                                                      slice(first * stride + offset - pad,
+                                                            (last * stride + offset - pad) + 1, stride)))
+        if None not in ranges:
+            (out_rows, x_rows), (out_columns, x_columns) = ranges
+            yield t, (Ellipsis, out_rows, out_columns), (Ellipsis, x_rows, x_columns)
 
 
 def _pad_max(x: torch.Tensor, window: Window) -> torch.Tensor:

@@ -11,7 +11,9 @@ with a ``DeprecationWarning`` (:mod:`cnnbook.reference._renamed`).
 - :mod:`~cnnbook.reference.fast_conv`     conv2d by chunked matrix products, depthwise by taps (the code to run)
 - :mod:`~cnnbook.reference.conv_variants` conv1d and transposed conv2d
 - :mod:`~cnnbook.reference.pool`          max, average, global and adaptive average pooling
+- :mod:`~cnnbook.reference.fast_pool`     max pooling that records its winners (the code to run; not re-exported here)
 - :mod:`~cnnbook.reference.norm`          batch, layer, group and instance norm
+- :mod:`~cnnbook.reference.fast_norm`     spatial batch norm in cache-sized sweeps (the code to run; not re-exported)
 - :mod:`~cnnbook.reference.activations`   ReLU, leaky ReLU, sigmoid, tanh, GELU, dropout, linear, flatten
 - :mod:`~cnnbook.reference.losses`        softmax, cross-entropy, L1/L2 penalties
 - :mod:`~cnnbook.reference.optim`         SGD, momentum, Adam, AdamW, learning-rate schedules
@@ -19,6 +21,7 @@ with a ``DeprecationWarning`` (:mod:`cnnbook.reference._renamed`).
 
 from .signal import convolve1d, convolve2d, correlate1d, correlate2d, sobel_edges
 from . import conv as _conv, conv_variants as _conv_variants, fast_conv as _fast_conv, pool as _pool
+from . import fast_norm, fast_pool  # noqa: F401  (same names as pool's and norm's: reached as modules)
 from .conv import col2im, conv2d_backward_naive, conv2d_forward_naive, im2col
 from .conv_variants import conv1d_backward, conv1d_forward, conv_transpose2d_backward, conv_transpose2d_forward
 from .fast_conv import conv2d_backward, conv2d_forward

@@ -13,7 +13,8 @@ Both window poolings loop over the KH * KW *taps* of the window rather than
 over output pixels: tap ``(kh, kw)`` of every window at once is one strided
 slice of the input, so a 2x2 pooling is four vectorised operations, and no
 padded copy of the input is made (a tap simply skips the outputs whose pixel
-falls in the padding).
+falls in the padding). :mod:`cnnbook.reference.fast_pool` is the faster twin of
+the max pooling here: its forward records each window's winner, as PyTorch does.
 """
 
 from __future__ import annotations
