@@ -2,6 +2,7 @@
 
 import hashlib
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,26 @@ def test_run_strategy_probe_beats_chance_on_faces():
         transfer.run_strategy("magic", task, 5)
     with pytest.raises(ValueError, match="needs a pretrained backbone"):
         transfer.run_strategy("probe", task, 5)
+
+
+def test_the_transfer_exercises_bundled_network_is_checksummed_and_pretrained():
+    """solutions/ and exercises/ ship the same MNIST network (tools/transfer_exercise_weights.py), pickle-free,
+    loading strictly into small_cnn(1, 10) and as accurate on its held-out MNIST digits as the tool reported."""
+    import hashlib
+
+    import numpy as np
+
+    from cnnbook.data import load_mnist_5k, train_test_split
+
+    repo = Path(__file__).resolve().parents[1]
+    expected = "e6a303be7b9fdedc0a2cff1d916a65ce8510207ff4676c706b61d84d7b6f658e"  # regenerate: update with the file
+    for folder in ("solutions", "exercises"):
+        path = repo / folder / "transfer_learning" / "mnist_cnn.npz"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == expected, f"{path} changed"
+    with np.load(repo / "solutions" / "transfer_learning" / "mnist_cnn.npz", allow_pickle=False) as arrays:
+        state = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+    model = transfer.small_cnn(1, 10)
+    model.load_state_dict(state, strict=True)
+    images, labels = load_mnist_5k()
+    _, _, test_x, test_y = train_test_split(images, labels, test_fraction=0.2, seed=0)
+    assert transfer.accuracy(model, test_x, test_y) > 0.93  # 0.943 when it was made
