@@ -23,12 +23,12 @@ from pathlib import Path
 #:   document being read (no shared environment state), and LaTeX settings at start-up.
 PARALLEL_SAFE_UNDECLARED = ("sphinx_multitoc_numbering", "sphinx_jupyterbook_latex")
 
-#: cold execution time of each chapter in seconds (make book, 2-core machine, 2026-12-02)
+#: cold execution time of each chapter in seconds (BOOK_JOBS=1 make book, 2-core machine, 2026-12-02)
 EXECUTION_SECONDS = {
-    "book/why_convolutions": 14, "book/convolution_basics": 8, "book/convolution_arithmetic": 12,
-    "book/pooling": 12, "book/backprop_conv": 16, "book/normalization": 28, "book/training": 53,
-    "book/classic_cnns": 28, "book/resnet": 44, "book/efficient_cnns": 25, "book/transfer": 72,
-    "book/detection": 53,
+    "book/why_convolutions": 17, "book/convolution_basics": 11, "book/convolution_arithmetic": 15,
+    "book/pooling": 13, "book/backprop_conv": 18, "book/normalization": 33, "book/training": 50,
+    "book/classic_cnns": 33, "book/resnet": 49, "book/efficient_cnns": 28, "book/transfer": 74,
+    "book/detection": 57,
 }
 
 
