@@ -80,3 +80,50 @@ def test_replay_workers_replace_a_dead_worker_once(monkeypatch, scripts, outcome
         with pytest.raises(RuntimeError, match=outcome):
             workers.run({"source": "x"}, timeout=3)
         assert len(started) == (2 if outcome == "died" else 1)
+
+
+def test_syntax_trees_are_built_safely_from_several_grading_threads():
+    """Grading threads analyse submissions at once. CPython 3.11's ``ast.parse`` keeps a recursion
+    counter in interpreter-wide state: when a garbage collection runs a finalizer mid-parse and another
+    thread parses meanwhile, it raises "SystemError: AST constructor recursion depth mismatch" (a grading
+    round in two test processes hit it twice; this workload made bare ``ast.parse`` fail within seconds).
+    The grader's ``parse_python`` holds a lock; under the same workload it never fails."""
+    import gc
+    import threading
+    import time
+
+    from cnnbook_grader.static import parse_python
+
+    source = (REPO_ROOT / "grader" / "cnnbook_grader" / "oracle.py").read_text()
+
+    class Finalized:
+        def __init__(self):
+            self.cycle = self  # collected by the cyclic collector, whose finalizers run Python code
+
+        def __del__(self):
+            sum(range(50))
+
+    errors: list[str] = []
+    stop = time.monotonic() + 8
+
+    def work():
+        while time.monotonic() < stop and not errors:
+            [Finalized() for _ in range(200)]
+            try:
+                parse_python(source)
+            except SystemError as error:
+                errors.append(str(error))
+
+    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    sys.setswitchinterval(1e-6)
+    gc.set_threshold(50, 5, 5)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        gc.set_threshold(*thresholds)
+    assert not errors, errors[0]

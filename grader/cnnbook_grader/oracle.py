@@ -46,6 +46,7 @@ from pathlib import Path
 
 from cnnbook.checks import HIDDEN_SEED_VARIABLE
 
+from .static import parse_python
 from .values import Encoder, Unrepresentable, save, walk
 
 FORMAT = 5
@@ -55,7 +56,7 @@ BOOK_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)+(book/[\w-]+\.md#[\w-]+)\)")
 
 def defined_functions(source: str) -> list[str]:
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except SyntaxError:
         return []
     # a class the student writes (an nn.Module) is recorded like a function: its construction is a call

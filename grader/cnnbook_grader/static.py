@@ -27,6 +27,7 @@ implementation is still caught, but the helper itself is never reported.
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass, field
 
 from cnnbook.checks import DEFAULT_FORBIDDEN
@@ -75,16 +76,33 @@ class Report:
     syntax_errors: list[str] = field(default_factory=list)
 
 
+#: CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state, so two threads
+#: building syntax trees at once can fail with "SystemError: AST constructor recursion depth mismatch"
+#: (seen when two grading threads analysed submissions at the same moment). Every tree the grader
+#: builds is built under this lock.
+AST_LOCK = threading.Lock()
+
+
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse`` under :data:`AST_LOCK` (thread-safe; SyntaxError as usual)."""
+    with AST_LOCK:
+        return ast.parse(source)
+
+
 def _parse(source: str):
     try:
-        return ast.parse(source)
+        return parse_python(source)
     except SyntaxError:
         pass
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        return ast.parse(TransformerManager().transform_cell(source))
-    except Exception:  # noqa: BLE001
+        transformed = TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - IPython cannot read it either
+        return None
+    try:
+        return parse_python(transformed)
+    except SyntaxError:
         return None
 
 
